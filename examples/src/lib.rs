@@ -1,0 +1,1 @@
+//! Runnable examples of cachearoo-rs: see `examples/examples/`.
