@@ -1,6 +1,128 @@
-//! The async Cachearoo client.
+//! The async Cachearoo client, for any async runtime.
 //!
-//! **Not implemented yet** (tracked by the async-client issue): this crate
-//! will hold the runtime-agnostic async API (`Cachearoo`, listeners as
-//! streams, request–reply, competing consumers) driving `cachearoo-core`
-//! over a small `Runtime` trait. Today it exports nothing.
+//! This crate holds the whole client above "dial a TCP stream": the
+//! [`Cachearoo`] handle and its operations, listeners as [`Stream`]s, the
+//! driver task that runs the sans-IO [`cachearoo_core`] state machine, TLS
+//! ([futures-rustls]), the WebSocket ([async-tungstenite]) and the REST
+//! fallback ([hyper] 1). A runtime only supplies spawn, timers and TCP
+//! through the small [`Runtime`] trait: use `cachearoo-smol` or
+//! `cachearoo-async-std`, or implement it yourself.
+//!
+//! [`Stream`]: futures_lite::Stream
+//! [futures-rustls]: futures_rustls
+//! [async-tungstenite]: async_tungstenite
+//!
+//! # Example
+//!
+//! ```
+//! # use std::time::Duration;
+//! # use cachearoo::{BoxFuture, BoxedIo, Runtime};
+//! # struct Smol;
+//! # impl Runtime for Smol {
+//! #     fn spawn(&self, f: BoxFuture<'static, ()>) { smol::spawn(f).detach(); }
+//! #     fn sleep(&self, d: Duration) -> BoxFuture<'static, ()> {
+//! #         Box::pin(async move { smol::Timer::after(d).await; })
+//! #     }
+//! #     fn connect_tcp(&self, host: &str, port: u16) -> BoxFuture<'static, std::io::Result<BoxedIo>> {
+//! #         let host = host.to_owned();
+//! #         Box::pin(async move {
+//! #             Ok(Box::new(smol::net::TcpStream::connect((host.as_str(), port)).await?) as BoxedIo)
+//! #         })
+//! #     }
+//! # }
+//! use cachearoo::{Cachearoo, Options};
+//! use futures_lite::StreamExt;
+//! use serde::{Deserialize, Serialize};
+//!
+//! #[derive(Serialize, Deserialize, Debug, PartialEq)]
+//! struct Car {
+//!     make: String,
+//!     year: u16,
+//! }
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! // A server to talk to (the embedded test server; use your own address).
+//! let server = cachearoo_server::start(cachearoo_server::ServerConfig::default())?;
+//!
+//! smol::block_on(async {
+//!     // `Smol` implements `Runtime` (as `cachearoo_smol::SmolRuntime` does).
+//!     let client = Cachearoo::new(Options::new().address(server.addr()).bucket("cars"), Smol);
+//!     let connection = client.connection();
+//!     connection.wait_connected().await?;
+//!
+//!     // Listen to every key of the bucket, with values.
+//!     let mut changes = connection.add_listener("cars", "*", true).await?;
+//!
+//!     // Another client writes...
+//!     let other = Cachearoo::new(Options::new().address(server.addr()).bucket("cars"), Smol);
+//!     other.connection().wait_connected().await?;
+//!     let car = Car { make: "Saab".into(), year: 1987 };
+//!     other.write("saab", &car).await?;
+//!
+//!     // ...we see the change, and read it back.
+//!     let event = changes.next().await.expect("stream open")?;
+//!     assert_eq!(event.key, "saab");
+//!     assert_eq!(client.read::<Car>("saab").await?, car);
+//!
+//!     // Per-call options are builder methods.
+//!     let err = client.write("saab", &car).fail_if_exists().await.unwrap_err();
+//!     assert!(err.is_already_exists());
+//!     let keys = client.list().filter("sa").await?;
+//!     assert_eq!(keys.len(), 1);
+//!
+//!     other.close().await;
+//!     client.close().await;
+//!     Ok::<_, Box<dyn std::error::Error>>(())
+//! })?;
+//! server.shutdown();
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Queues and slow consumers
+//!
+//! Handles talk to the driver over a bounded command queue (callers wait
+//! while it is full). Every listener and event stream has a bounded queue
+//! of [`Options::listener_capacity`] events; the driver never waits for a
+//! consumer: when a queue is full the **oldest** event is dropped, and the
+//! stream yields `Err(Lagged(n))` with the number dropped before the next
+//! event. Frames waiting for the socket are bounded too (new commands wait).
+//!
+//! # Logging
+//!
+//! The driver emits [`tracing`] events for connection attempts,
+//! reconnects, connects, disconnects, timeouts and REST requests. The
+//! apiKey is never logged.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod client;
+mod connection;
+mod driver;
+mod error;
+mod events;
+mod options;
+mod queue;
+mod runtime;
+mod shared;
+mod transport;
+
+pub use client::{Cachearoo, IntoPatch, List, Patch, Read, Remove, Write};
+pub use connection::Connection;
+pub use error::{Error, Result};
+pub use events::{
+    BinaryEvent, BinaryListener, ChangeEvent, ConnectionEvent, ConnectionEvents, DisconnectReason,
+    Listener, ListenerId, ProtocolError,
+};
+pub use options::{Options, TlsOptions};
+pub use queue::Lagged;
+pub use runtime::{AsyncStream, BoxFuture, BoxedIo, Runtime};
+
+pub use cachearoo_core::wire::{Expire, ListItem};
+pub use cachearoo_core::{Backoff, OpError, SendError};
+/// Certificate types for [`TlsOptions`].
+pub use futures_rustls::pki_types;
+/// The rustls version used for TLS (for [`TlsOptions::client_config`]).
+pub use futures_rustls::rustls;
+/// The JSON patch types [`Cachearoo::patch`] accepts.
+pub use json_patch;
