@@ -26,7 +26,9 @@ fn describe(t: &Transmit) -> String {
         Transmit::Text { text, .. } => format!("send text {text}"),
         Transmit::Binary { bytes, .. } => format!("send {} binary bytes", bytes.len()),
         Transmit::Close { .. } => "close the socket".into(),
-        Transmit::Http { request, .. } => format!("HTTP {} {}", request.method.as_str(), request.url()),
+        Transmit::Http { request, .. } => {
+            format!("HTTP {} {}", request.method.as_str(), request.url())
+        }
         Transmit::CancelHttp { op } => format!("cancel the HTTP request of {op:?}"),
     }
 }
@@ -68,16 +70,32 @@ fn main() {
     );
     drain(&mut client);
 
-    println!("\n3. A listener added before the connection; then the socket opens and the server greets:");
+    println!(
+        "\n3. A listener added before the connection; then the socket opens and the server greets:"
+    );
     client.add_listener(now, "demo", "*", true);
     client.handle_socket_opened(now, socket);
-    client.handle_text(now, socket, r#"{"id":"8cb9e283-ac96-6e27-30e1-71a17c89873b"}"#);
+    client.handle_text(
+        now,
+        socket,
+        r#"{"id":"8cb9e283-ac96-6e27-30e1-71a17c89873b"}"#,
+    );
     drain(&mut client);
 
     println!("\n4. A read now travels on the WebSocket, and its answer completes it:");
-    client.submit(now, Operation::Read { key: "greeting".into() }, OpOptions::default());
+    client.submit(
+        now,
+        Operation::Read {
+            key: "greeting".into(),
+        },
+        OpOptions::default(),
+    );
     drain(&mut client);
-    client.handle_text(now, socket, r#"{"response":{"id":"2","value":{"hello":"world"}}}"#);
+    client.handle_text(
+        now,
+        socket,
+        r#"{"response":{"id":"2","value":{"hello":"world"}}}"#,
+    );
     drain(&mut client);
 
     println!("\n5. Another client's write arrives as a change event for our listener:");
@@ -99,7 +117,11 @@ fn main() {
     }
 
     println!("\n7. A read with no answer times out after the request timeout:");
-    client.submit(now, Operation::Read { key: "slow".into() }, OpOptions::default());
+    client.submit(
+        now,
+        Operation::Read { key: "slow".into() },
+        OpOptions::default(),
+    );
     drain(&mut client);
     now = now + Duration::from_secs(10);
     client.handle_timeout(now);

@@ -50,8 +50,9 @@ pub mod time;
 pub mod wire;
 
 pub use client::{
-    Client, DisconnectReason, Event, ListenerId, ProtocolError, Registration, SendError, SocketId,
-    Transmit,
+    Client, ConsumerId, DisconnectReason, Event, IncomingId, JobAnswer, JobId, ListenerId,
+    MessagingError, MessagingEvent, ProducerId, ProtocolError, Registration, ReplierId, RequestId,
+    RequestorId, SendError, SocketId, TaskId, Transmit, JOB_NOT_SUPPORTED, NO_WORKER_AVAILABLE,
 };
 pub use config::{Backoff, Config};
 pub use op::{OpError, OpId, OpOptions, Operation, Reply};

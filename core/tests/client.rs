@@ -320,7 +320,15 @@ fn every_operation_over_rest_while_disconnected() {
         ..cfg()
     });
     h.take_tx(); // the Connect, never answered
-    let cases: Vec<(Operation, Method, &str, u16, &str, Result<Reply, OpError>)> = vec![
+    type Case = (
+        Operation,
+        Method,
+        &'static str,
+        u16,
+        &'static str,
+        Result<Reply, OpError>,
+    );
+    let cases: Vec<Case> = vec![
         (
             read("k1"),
             Method::Get,

@@ -1,2 +1,5 @@
-//! Integration tests of cachearoo-rs live in `tests/tests/`; this library is
-//! their shared support code.
+//! Support code of the integration tests: the deterministic simulated world
+//! ([`sim`]) in which client cores talk to the server's hub over a simulated
+//! network and clock.
+
+pub mod sim;

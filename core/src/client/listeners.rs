@@ -11,10 +11,20 @@ use crate::wire::Subscription;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct ListenerId(pub u64);
 
+/// Who a listener's events go to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Owner {
+    /// The application: events surface as [`super::Event::Change`].
+    App,
+    /// A messaging state machine of this client: events are consumed inside.
+    Messaging(super::messaging::Endpoint),
+}
+
 #[derive(Debug, Clone)]
 struct Listener {
     subscription: Subscription,
     send_values: bool,
+    owner: Owner,
 }
 
 /// What the server must hold for this client: the subscription set and
@@ -34,7 +44,13 @@ pub(crate) struct Listeners {
 }
 
 impl Listeners {
-    pub(crate) fn add(&mut self, bucket: String, key: String, send_values: bool) -> ListenerId {
+    pub(crate) fn add(
+        &mut self,
+        bucket: String,
+        key: String,
+        send_values: bool,
+        owner: Owner,
+    ) -> ListenerId {
         self.next_id += 1;
         let id = ListenerId(self.next_id);
         self.by_id.insert(
@@ -42,6 +58,7 @@ impl Listeners {
             Listener {
                 subscription: Subscription { bucket, key },
                 send_values,
+                owner,
             },
         );
         id
@@ -51,8 +68,12 @@ impl Listeners {
         self.by_id.remove(&id).is_some()
     }
 
-    pub(crate) fn len(&self) -> usize {
-        self.by_id.len()
+    /// Number of the application's listeners.
+    pub(crate) fn app_len(&self) -> usize {
+        self.by_id
+            .values()
+            .filter(|l| l.owner == Owner::App)
+            .count()
     }
 
     pub(crate) fn registration(&self) -> Registration {
@@ -64,13 +85,31 @@ impl Listeners {
         }
     }
 
-    /// Ids of the listeners an event on `bucket`/`key` is for, in id order.
+    /// Ids of the application's listeners an event on `bucket`/`key` is
+    /// for, in id order.
     pub(crate) fn matching(&self, bucket: &str, key: &str) -> Vec<ListenerId> {
         self.by_id
             .iter()
-            .filter(|(_, l)| l.subscription.matches(bucket, key))
+            .filter(|(_, l)| l.owner == Owner::App && l.subscription.matches(bucket, key))
             .map(|(id, _)| *id)
             .collect()
+    }
+
+    /// The messaging endpoints an event on `bucket`/`key` is for.
+    pub(crate) fn matching_internal(
+        &self,
+        bucket: &str,
+        key: &str,
+    ) -> Vec<super::messaging::Endpoint> {
+        let mut out = Vec::new();
+        for l in self.by_id.values() {
+            if let Owner::Messaging(e) = l.owner {
+                if l.subscription.matches(bucket, key) && !out.contains(&e) {
+                    out.push(e);
+                }
+            }
+        }
+        out
     }
 }
 
@@ -81,9 +120,9 @@ mod tests {
     #[test]
     fn registration_is_deduplicated_and_routes_wildcards() {
         let mut l = Listeners::default();
-        let a = l.add("b1".into(), "*".into(), false);
-        let b = l.add("b1".into(), "*".into(), true);
-        let c = l.add("*".into(), "k1".into(), false);
+        let a = l.add("b1".into(), "*".into(), false, Owner::App);
+        let b = l.add("b1".into(), "*".into(), true, Owner::App);
+        let c = l.add("*".into(), "k1".into(), false, Owner::App);
         let r = l.registration();
         assert_eq!(r.events.len(), 2);
         assert!(r.send_values);

@@ -27,9 +27,16 @@
 //! may not have been applied, and repeating them could apply them twice.
 
 mod listeners;
+mod messaging;
 mod output;
 
 pub use listeners::{ListenerId, Registration};
+pub use messaging::{
+    jobs_bucket, reqrep_bucket, reqrep_progress_bucket, status_bucket, ConsumerId, IncomingId,
+    JobAnswer, JobId, MessagingError, MessagingEvent, ProducerId, ReplierId, RequestId,
+    RequestorId, TaskId, JOB_NOT_SUPPORTED, MAX_QUERY_SPREAD_MS, NO_WORKER_AVAILABLE,
+    REQUERY_INTERVAL,
+};
 pub use output::{DisconnectReason, Event, ProtocolError, SendError, SocketId, Transmit};
 
 use alloc::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -43,7 +50,8 @@ use crate::rest::{self, HttpResponse};
 use crate::rng::Prng;
 use crate::time::Instant;
 use crate::wire::{BinaryHeader, ClientMessage, ServerMessage, SignalEvent};
-use listeners::Listeners;
+use listeners::{Listeners, Owner};
+use messaging::{InternalOp, Messaging};
 
 /// Where the WebSocket stands.
 #[derive(Debug, Clone)]
@@ -76,8 +84,18 @@ enum Via {
     Http,
 }
 
+/// Who gets an operation's result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum OpOwner {
+    /// The application: an [`Event::Completed`].
+    App,
+    /// A messaging state machine of this client.
+    Internal(InternalOp),
+}
+
 #[derive(Debug)]
 struct Pending {
+    owner: OpOwner,
     op: Operation,
     bucket: String,
     deadline: Instant,
@@ -97,6 +115,7 @@ pub struct Client {
     pending: BTreeMap<OpId, Pending>,
     deadlines: BTreeSet<(Instant, OpId)>,
     listeners: Listeners,
+    messaging: Messaging,
     transmits: VecDeque<Transmit>,
     events: VecDeque<Event>,
 }
@@ -115,6 +134,7 @@ impl Client {
             pending: BTreeMap::new(),
             deadlines: BTreeSet::new(),
             listeners: Listeners::default(),
+            messaging: Messaging::default(),
             transmits: VecDeque::new(),
             events: VecDeque::new(),
         };
@@ -147,14 +167,20 @@ impl Client {
         }
     }
 
-    /// Number of operations not yet completed.
+    /// Number of operations not yet completed (the application's and the
+    /// messaging state machines').
     pub fn pending_operations(&self) -> usize {
         self.pending.len()
     }
 
-    /// Number of registered listeners.
+    /// Whether no request, job or consumer task is in flight.
+    pub fn messaging_idle(&self) -> bool {
+        self.messaging.is_idle()
+    }
+
+    /// Number of the application's listeners.
     pub fn listener_count(&self) -> usize {
-        self.listeners.len()
+        self.listeners.app_len()
     }
 
     /// The registration the server should hold for this client.
@@ -189,10 +215,10 @@ impl Client {
             Link::Connected { next_ping, .. } => *next_ping,
             Link::Closed => None,
         };
-        match (op, link) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [op, link, self.messaging.next_deadline()]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     // ----- commands ------------------------------------------------------
@@ -201,10 +227,20 @@ impl Client {
     /// [`Event::Completed`] for the returned id (possibly at once, e.g. after
     /// `close()` or for a request REST cannot express).
     pub fn submit(&mut self, now: Instant, op: Operation, options: OpOptions) -> OpId {
+        self.submit_owned(now, op, options, OpOwner::App)
+    }
+
+    fn submit_owned(
+        &mut self,
+        now: Instant,
+        op: Operation,
+        options: OpOptions,
+        owner: OpOwner,
+    ) -> OpId {
         self.next_op += 1;
         let id = OpId(self.next_op);
         if self.is_closed() {
-            self.complete(id, Err(OpError::Closed));
+            self.complete(now, id, owner, Err(OpError::Closed));
             return id;
         }
         let bucket = options.bucket.unwrap_or_else(|| self.config.bucket.clone());
@@ -230,7 +266,7 @@ impl Client {
                     Via::Http
                 }
                 Err(e) => {
-                    self.complete(id, Err(e));
+                    self.complete(now, id, owner, Err(e));
                     return id;
                 }
             },
@@ -239,6 +275,7 @@ impl Client {
         self.pending.insert(
             id,
             Pending {
+                owner,
                 op,
                 bucket,
                 deadline,
@@ -257,9 +294,12 @@ impl Client {
         key: &str,
         send_values: bool,
     ) -> ListenerId {
-        let id = self
-            .listeners
-            .add(String::from(bucket), String::from(key), send_values);
+        let id = self.listeners.add(
+            String::from(bucket),
+            String::from(key),
+            send_values,
+            Owner::App,
+        );
         self.sync_registration();
         id
     }
@@ -329,7 +369,7 @@ impl Client {
 
     /// Stops for good: closes the socket, fails every pending operation with
     /// [`OpError::Closed`], and never reconnects.
-    pub fn close(&mut self, _now: Instant) {
+    pub fn close(&mut self, now: Instant) {
         match core::mem::replace(&mut self.link, Link::Closed) {
             Link::Connected { socket, .. } => {
                 self.transmits.push_back(Transmit::Close { socket });
@@ -342,8 +382,9 @@ impl Client {
         }
         let ids: Vec<OpId> = self.pending.keys().copied().collect();
         for id in ids {
-            self.finish(id, Err(OpError::Closed));
+            self.finish(now, id, Err(OpError::Closed));
         }
+        self.messaging_on_close(now);
     }
 
     // ----- I/O facts -----------------------------------------------------
@@ -401,7 +442,7 @@ impl Client {
     }
 
     /// The HTTP request of `op` was answered.
-    pub fn handle_http_response(&mut self, _now: Instant, op: OpId, response: &HttpResponse) {
+    pub fn handle_http_response(&mut self, now: Instant, op: OpId, response: &HttpResponse) {
         let Some(p) = self.pending.get(&op) else {
             return;
         };
@@ -410,13 +451,14 @@ impl Client {
         }
         let sent_key = sent_key(&p.op);
         let result = rest::response_result(&p.op, &sent_key, response);
-        self.finish(op, result);
+        self.finish(now, op, result);
     }
 
     /// The HTTP request of `op` failed without an answer.
-    pub fn handle_http_failed(&mut self, _now: Instant, op: OpId, message: &str) {
+    pub fn handle_http_failed(&mut self, now: Instant, op: OpId, message: &str) {
         if self.pending.get(&op).is_some_and(|p| p.via == Via::Http) {
             self.finish(
+                now,
                 op,
                 Err(OpError::Transport {
                     message: String::from(message),
@@ -435,8 +477,9 @@ impl Client {
             if self.pending.get(&id).is_some_and(|p| p.via == Via::Http) {
                 self.transmits.push_back(Transmit::CancelHttp { op: id });
             }
-            self.finish(id, Err(OpError::Timeout));
+            self.finish(now, id, Err(OpError::Timeout));
         }
+        self.messaging_on_timeout(now);
         match &mut self.link {
             Link::Waiting { until } if *until <= now => self.dial(now),
             Link::Connecting { deadline, .. } if *deadline <= now => {
@@ -518,7 +561,7 @@ impl Client {
         if close_socket {
             self.transmits.push_back(Transmit::Close { socket });
         }
-        self.fail_in_flight(socket);
+        self.fail_in_flight(now, socket);
         let ceiling = self.config.backoff.ceiling(self.failures.saturating_sub(1));
         let ms = u64::try_from(ceiling.as_millis()).unwrap_or(u64::MAX);
         let jittered = ms / 2 + self.rng.below_inclusive(ms - ms / 2);
@@ -528,7 +571,7 @@ impl Client {
     }
 
     /// Requests in flight on a dead socket: reads go over REST, the rest fail.
-    fn fail_in_flight(&mut self, socket: SocketId) {
+    fn fail_in_flight(&mut self, now: Instant, socket: SocketId) {
         let ids: Vec<OpId> = self
             .pending
             .iter()
@@ -546,7 +589,7 @@ impl Client {
                     continue;
                 }
             }
-            self.finish(id, Err(OpError::Disconnected));
+            self.finish(now, id, Err(OpError::Disconnected));
         }
     }
 
@@ -600,7 +643,7 @@ impl Client {
                             return;
                         };
                         let result = ws_result(&p.op, &sent_key(&p.op), resp.outcome);
-                        self.finish(op, result);
+                        self.finish(now, op, result);
                     }
                     // A late answer to an operation that already ended.
                     Some(op) if op.0 <= self.next_op => {}
@@ -619,6 +662,9 @@ impl Client {
                 self.events.push_back(Event::Pong { time });
             }
             ServerMessage::Event(event) => {
+                for endpoint in self.listeners.matching_internal(&event.bucket, &event.key) {
+                    self.messaging_on_event(now, endpoint, &event);
+                }
                 let listeners = self.listeners.matching(&event.bucket, &event.key);
                 if !listeners.is_empty() {
                     self.events.push_back(Event::Change { listeners, event });
@@ -660,15 +706,24 @@ impl Client {
     }
 
     /// Removes a pending operation and reports its result.
-    fn finish(&mut self, id: OpId, result: Result<crate::op::Reply, OpError>) {
+    fn finish(&mut self, now: Instant, id: OpId, result: Result<crate::op::Reply, OpError>) {
         if let Some(p) = self.pending.remove(&id) {
             self.deadlines.remove(&(p.deadline, id));
-            self.complete(id, result);
+            self.complete(now, id, p.owner, result);
         }
     }
 
-    fn complete(&mut self, op: OpId, result: Result<crate::op::Reply, OpError>) {
-        self.events.push_back(Event::Completed { op, result });
+    fn complete(
+        &mut self,
+        now: Instant,
+        op: OpId,
+        owner: OpOwner,
+        result: Result<crate::op::Reply, OpError>,
+    ) {
+        match owner {
+            OpOwner::App => self.events.push_back(Event::Completed { op, result }),
+            OpOwner::Internal(purpose) => self.messaging_on_op(now, purpose, result),
+        }
     }
 }
 

@@ -79,6 +79,7 @@ pub enum DisconnectReason {
 
 /// Something the application should know, drained with `Client::poll_event`.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub enum Event {
     /// The greeting arrived: the connection is usable.
     Connected {
@@ -126,6 +127,8 @@ pub enum Event {
     },
     /// A frame from the server could not be understood; the connection goes on.
     ProtocolError(ProtocolError),
+    /// Request–reply and competing-consumer events.
+    Messaging(super::messaging::MessagingEvent),
 }
 
 /// A frame from the server the client could not use.
