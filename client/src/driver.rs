@@ -25,10 +25,12 @@ use futures_util::future::{AbortHandle, Abortable};
 use futures_util::stream::FuturesUnordered;
 use futures_util::Sink;
 
-use crate::events::{BinaryEvent, ConnectionEvent};
+use crate::events::{BinaryEvent, ChangeEvent, ConnectionEvent};
 use crate::queue::LagSender;
 use crate::runtime::{BoxFuture, Runtime};
-use crate::shared::{Command, DisconnectCallback, ListenerSink, Shared, TextCallback};
+use crate::shared::{
+    Command, DisconnectCallback, ListenerEntry, ListenerSink, Shared, TextCallback,
+};
 use crate::transport::{self, Tls, WsStream};
 
 /// Items handled per source before the others get a turn.
@@ -71,7 +73,7 @@ pub(crate) struct Driver {
     _done: Sender<()>,
 
     replies: HashMap<OpId, Sender<Result<Reply, OpError>>>,
-    sinks: HashMap<ListenerId, ListenerSink>,
+    sinks: HashMap<ListenerId, ListenerEntry>,
     on_connect: Vec<TextCallback>,
     on_disconnect: Vec<DisconnectCallback>,
     on_pong: Vec<TextCallback>,
@@ -202,7 +204,7 @@ impl Driver {
                 reply,
             } => {
                 let id = self.core.add_listener(now, &bucket, &key, send_values);
-                self.sinks.insert(id, sink);
+                self.sinks.insert(id, ListenerEntry { sink, send_values });
                 if reply.try_send(id).is_err() {
                     // The caller gave up waiting: nobody will ever see it.
                     self.sinks.remove(&id);
@@ -564,14 +566,26 @@ impl Driver {
                 }
             }
             Event::Change { listeners, event } => {
+                let mut without_value = None;
                 for id in listeners {
-                    let gone = match self.sinks.get_mut(&id) {
-                        Some(ListenerSink::Changes(tx)) => !tx.send(event.clone()),
-                        Some(ListenerSink::Callback(f)) => {
-                            f(&event);
+                    let Some(entry) = self.sinks.get_mut(&id) else {
+                        continue;
+                    };
+                    let event = if entry.send_values {
+                        &event
+                    } else {
+                        without_value.get_or_insert_with(|| ChangeEvent {
+                            value: None,
+                            ..event.clone()
+                        })
+                    };
+                    let gone = match &mut entry.sink {
+                        ListenerSink::Changes(tx) => !tx.send(event.clone()),
+                        ListenerSink::Callback(f) => {
+                            f(event);
                             false
                         }
-                        Some(ListenerSink::Binary(_)) | None => false,
+                        ListenerSink::Binary(_) => false,
                     };
                     if gone {
                         // The stream's drop guard also reports it; removing
@@ -592,7 +606,11 @@ impl Driver {
                     payload,
                 };
                 for id in listeners {
-                    if let Some(ListenerSink::Binary(tx)) = self.sinks.get(&id) {
+                    if let Some(ListenerEntry {
+                        sink: ListenerSink::Binary(tx),
+                        ..
+                    }) = self.sinks.get(&id)
+                    {
                         if !tx.send(event.clone()) {
                             self.sinks.remove(&id);
                         }
@@ -614,6 +632,11 @@ impl Driver {
                 tracing::warn!(error = %e, "protocol error");
                 self.publish(ConnectionEvent::ProtocolError(e));
             }
+            // Messaging events (request–reply, competing consumers) only
+            // arise from endpoints created through the core's messaging API,
+            // which this layer does not expose yet; newer core events are
+            // ignored likewise.
+            _ => {}
         }
     }
 

@@ -42,7 +42,7 @@
 //!
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! // A server to talk to (the embedded test server; use your own address).
-//! let server = cachearoo_server::start(cachearoo_server::ServerConfig::default())?;
+//! let server = cachearoo_server::start(cachearoo_server::ServerConfig::default().port(0))?;
 //!
 //! smol::block_on(async {
 //!     // `Smol` implements `Runtime` (as `cachearoo_smol::SmolRuntime` does).
