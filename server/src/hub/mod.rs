@@ -21,6 +21,7 @@
 //! in the order they come out. Same inputs, same outputs: the hub is what
 //! the deterministic simulation drives.
 
+mod inspect;
 mod rest;
 mod subs;
 #[cfg(test)]

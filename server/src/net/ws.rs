@@ -1,0 +1,200 @@
+//! One WebSocket connection: read frames into the hub, write its queue out,
+//! keep it alive with pings, and close it when told.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use async_channel::{Receiver, Sender};
+use async_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use async_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
+use async_tungstenite::tungstenite::{Error as WsError, Message};
+use async_tungstenite::WebSocketStream;
+use futures_lite::{future, FutureExt, StreamExt};
+use hyper::upgrade::OnUpgrade;
+use smol::Timer;
+
+use super::io::HyperIo;
+use super::shared::{Outgoing, Shared};
+use crate::hub::{CloseReason, ConnId};
+
+/// How a connection ended.
+#[derive(Debug)]
+enum End {
+    /// The client closed, or the socket hit end of file.
+    ClientClosed,
+    /// Reading failed (includes frames over the size limit).
+    ReadError(WsError),
+    /// Writing failed.
+    WriteError(WsError),
+    /// No pong (nor any frame) within the ping timeout.
+    PingTimeout,
+    /// The hub dropped the connection (slow consumer, ...).
+    Killed(CloseReason),
+    /// The server is shutting down.
+    Shutdown,
+}
+
+/// The parts the HTTP handler prepared for the connection task.
+pub(crate) struct Pending {
+    pub(crate) conn: ConnId,
+    pub(crate) on_upgrade: OnUpgrade,
+    pub(crate) out_tx: Sender<Outgoing>,
+    pub(crate) out_rx: Receiver<Outgoing>,
+    pub(crate) kill_rx: Receiver<CloseReason>,
+    pub(crate) queued_bytes: Arc<AtomicUsize>,
+}
+
+/// Runs the connection until it ends, then tells the hub.
+pub(crate) async fn run(shared: Arc<Shared>, p: Pending) {
+    let conn = p.conn;
+    let upgraded = match p.on_upgrade.await {
+        Ok(u) => u,
+        Err(e) => {
+            tracing::debug!(conn, error = %e, "WebSocket upgrade did not complete");
+            shared.disconnect(conn);
+            return;
+        }
+    };
+    let max = shared.config.max_frame_bytes;
+    let ws_config = WebSocketConfig::default()
+        .max_message_size(Some(max))
+        .max_frame_size(Some(max));
+    let ws =
+        WebSocketStream::from_raw_socket(HyperIo(upgraded), Role::Server, Some(ws_config)).await;
+    let (mut sink, mut stream) = ws.split();
+    // Set by every frame received; the keepalive clears it with each ping.
+    let alive = AtomicBool::new(true);
+
+    let reader = async {
+        loop {
+            match stream.next().await {
+                None => return End::ClientClosed,
+                Some(Err(e)) => return End::ReadError(e),
+                Some(Ok(msg)) => {
+                    alive.store(true, Ordering::Release);
+                    match msg {
+                        Message::Text(t) => {
+                            shared.with_hub(|hub, now| hub.handle_text(conn, t.as_str(), now))
+                        }
+                        Message::Binary(b) => {
+                            shared.with_hub(|hub, now| hub.handle_binary_bytes(conn, b, now))
+                        }
+                        // tungstenite answers pings by itself.
+                        Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => {}
+                        Message::Close(_) => return End::ClientClosed,
+                    }
+                }
+            }
+        }
+    };
+
+    let writer = async {
+        while let Ok(out) = p.out_rx.recv().await {
+            let len = out.len();
+            let msg = match out {
+                Outgoing::Text(t) => Message::text(String::from(&*t)),
+                Outgoing::Binary(b) => Message::Binary(b),
+                Outgoing::Ping => Message::Ping(Default::default()),
+            };
+            let sent = sink.send(msg).await;
+            p.queued_bytes.fetch_sub(len, Ordering::AcqRel);
+            if let Err(e) = sent {
+                return End::WriteError(e);
+            }
+        }
+        // Unreachable while this task holds a sender; kept total.
+        End::Shutdown
+    };
+
+    let keepalive = async {
+        let Some(interval) = shared.config.ping_interval else {
+            return future::pending::<End>().await;
+        };
+        loop {
+            Timer::after(interval).await;
+            alive.store(false, Ordering::Release);
+            // A full queue is the slow-consumer rule's business.
+            let _ = p.out_tx.try_send(Outgoing::Ping);
+            Timer::after(shared.config.ping_timeout).await;
+            if !alive.load(Ordering::Acquire) {
+                return End::PingTimeout;
+            }
+        }
+    };
+
+    let killed = async {
+        match p.kill_rx.recv().await {
+            Ok(reason) => End::Killed(reason),
+            Err(_) => End::Shutdown,
+        }
+    };
+    let shutdown = async {
+        // Resolves when the server's shutdown sender is dropped.
+        let _ = shared.shutdown.recv().await;
+        End::Shutdown
+    };
+
+    let end = reader
+        .or(writer)
+        .or(keepalive)
+        .or(killed)
+        .or(shutdown)
+        .await;
+
+    let close = match &end {
+        End::ClientClosed => None,
+        End::ReadError(WsError::Capacity(e)) => {
+            shared
+                .counters
+                .oversize_closes
+                .fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(conn, error = %e, "closing a WebSocket connection: frame over the size limit");
+            Some((CloseCode::Size, "frame too big"))
+        }
+        End::ReadError(e) => {
+            tracing::debug!(conn, error = %e, "WebSocket read failed");
+            Some((CloseCode::Protocol, "protocol error"))
+        }
+        End::WriteError(e) => {
+            tracing::debug!(conn, error = %e, "WebSocket write failed");
+            None
+        }
+        End::PingTimeout => {
+            shared
+                .counters
+                .ping_timeouts
+                .fetch_add(1, Ordering::Relaxed);
+            tracing::info!(
+                conn,
+                "closing a WebSocket connection that stopped answering pings"
+            );
+            Some((CloseCode::Away, "ping timeout"))
+        }
+        End::Killed(CloseReason::SlowConsumer) => Some((CloseCode::Policy, "send queue overflow")),
+        End::Killed(CloseReason::PingTimeout) => Some((CloseCode::Away, "ping timeout")),
+        End::Killed(CloseReason::ProtocolViolation) => {
+            Some((CloseCode::Protocol, "protocol error"))
+        }
+        End::Killed(CloseReason::Shutdown) | End::Shutdown => {
+            Some((CloseCode::Away, "server shutting down"))
+        }
+    };
+    if !matches!(end, End::Killed(_)) {
+        shared.disconnect(conn);
+    }
+    if let Some((code, reason)) = close {
+        let frame = CloseFrame {
+            code,
+            reason: reason.into(),
+        };
+        // Best effort: a peer that does not read must not hold us up.
+        let _ = sink
+            .close(Some(frame))
+            .or(async {
+                Timer::after(shared.config.close_timeout).await;
+                Ok(())
+            })
+            .await;
+    }
+    tracing::debug!(conn, ?end, "WebSocket connection ended");
+}
