@@ -18,7 +18,8 @@ use std::time::Duration;
 use async_channel::{Receiver, Sender};
 use async_tungstenite::tungstenite::Message;
 use cachearoo_core::{
-    Client, Event, HttpResponse, Instant, ListenerId, OpError, OpId, Reply, SocketId, Transmit,
+    Client, Event, HttpRequest, HttpResponse, Instant, ListenerId, OpError, OpId, Reply, SocketId,
+    Transmit,
 };
 use futures_lite::Stream;
 use futures_util::future::{AbortHandle, Abortable};
@@ -40,6 +41,12 @@ const ROUNDS_PER_POLL: usize = 32;
 /// Frames queued for the socket beyond which no new command is taken, so
 /// that a slow socket pushes back on the handles instead of growing memory.
 const MAX_OUTGOING: usize = 256;
+/// REST requests performed at once (each on its own connection); more
+/// wait in a queue so a burst of operations while disconnected cannot open
+/// hundreds of connections.
+const MAX_HTTP_IN_FLIGHT: usize = 32;
+/// REST requests waiting beyond which no new command is taken.
+const MAX_HTTP_QUEUED: usize = 256;
 /// How long a closing WebSocket may take to send its close frame.
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
 
@@ -89,6 +96,7 @@ pub(crate) struct Driver {
 
     http: FuturesUnordered<HttpFuture>,
     http_aborts: HashMap<OpId, AbortHandle>,
+    http_queue: VecDeque<(OpId, HttpRequest)>,
 
     timer: Option<(Instant, BoxFuture<'static, ()>)>,
     /// Set once shutdown began; the grace timer for closing sockets.
@@ -133,6 +141,7 @@ impl Driver {
             attempts: 0,
             http: FuturesUnordered::new(),
             http_aborts: HashMap::new(),
+            http_queue: VecDeque::new(),
             timer: None,
             shutdown: None,
         }
@@ -168,7 +177,10 @@ impl Driver {
     fn poll_commands(&mut self, cx: &mut Context<'_>, now: Instant) -> bool {
         let mut busy = false;
         for _ in 0..BATCH {
-            if self.outgoing.len() >= MAX_OUTGOING || self.shutdown.is_some() {
+            if self.outgoing.len() >= MAX_OUTGOING
+                || self.http_queue.len() >= MAX_HTTP_QUEUED
+                || self.shutdown.is_some()
+            {
                 break;
             }
             match self.commands.as_mut().poll_next(cx) {
@@ -386,7 +398,27 @@ impl Driver {
         self.core.handle_socket_closed(now, socket);
     }
 
+    /// Starts queued REST requests while there is room.
+    fn start_http(&mut self) {
+        while self.http.len() < MAX_HTTP_IN_FLIGHT {
+            let Some((op, request)) = self.http_queue.pop_front() else {
+                break;
+            };
+            // The URL never holds the apiKey (it travels in a header).
+            tracing::debug!(op = op.0, method = request.method.as_str(), url = %request.url(), "REST request");
+            let tls = request.secure.then(|| self.tls());
+            let (handle, registration) = AbortHandle::new_pair();
+            let future = Abortable::new(
+                transport::http_request(self.runtime.clone(), tls, request),
+                registration,
+            );
+            self.http_aborts.insert(op, handle);
+            self.http.push(Box::pin(async move { (op, future.await) }));
+        }
+    }
+
     fn poll_http(&mut self, cx: &mut Context<'_>, now: Instant) -> bool {
+        self.start_http();
         let mut busy = false;
         for _ in 0..BATCH {
             match Pin::new(&mut self.http).poll_next(cx) {
@@ -512,22 +544,14 @@ impl Driver {
                 }
             }
             Transmit::Http { op, request } => {
-                // The URL never holds the apiKey (it travels in a header).
-                tracing::debug!(op = op.0, method = request.method.as_str(), url = %request.url(), "REST request");
-                let tls = request.secure.then(|| self.tls());
-                let (handle, registration) = AbortHandle::new_pair();
-                let future = Abortable::new(
-                    transport::http_request(self.runtime.clone(), tls, request),
-                    registration,
-                );
-                self.http_aborts.insert(op, handle);
-                self.http.push(Box::pin(async move { (op, future.await) }));
+                self.http_queue.push_back((op, request));
             }
             Transmit::CancelHttp { op } => {
                 tracing::debug!(op = op.0, "REST request abandoned");
                 if let Some(handle) = self.http_aborts.remove(&op) {
                     handle.abort();
                 }
+                self.http_queue.retain(|(queued, _)| *queued != op);
             }
         }
     }
@@ -662,6 +686,7 @@ impl Driver {
         self.connecting = None;
         self.http = FuturesUnordered::new();
         self.http_aborts.clear();
+        self.http_queue.clear();
         self.timer = None;
         self.replies.clear();
         self.sinks.clear();

@@ -32,7 +32,7 @@ macro_rules! real_socket_suite {
             remove_operations, force_http_everything, events_with_and_without_values,
             wildcards_and_deletes, listener_removal, signal_events_between_clients,
             binary_events_between_clients, ping_pong, listeners_before_server_is_up,
-            server_restart, pipelining_1000_operations, tls_with_private_ca, wrong_api_key,
+            server_restart, pipelining_1000_operations, rest_burst, tls_with_private_ca, wrong_api_key,
             close_ends_everything, dropping_last_handle_ends_driver, slow_listener_lags);
     };
     (@each $rt:expr, $block_on:path; $($name:ident),* $(,)?) => {
@@ -753,6 +753,29 @@ pub async fn pipelining_1000_operations<R: Runtime + Clone>(rt: R) {
         assert_eq!(r.expect("read"), json!({"i": i}));
     }
     assert_eq!(c.list().await.expect("list").len(), 1000);
+    c.close().await;
+    server.shutdown();
+}
+
+pub async fn rest_burst<R: Runtime + Clone>(rt: R) {
+    // More REST requests at once than the client runs concurrently: the
+    // rest wait their turn, all complete.
+    let server = server();
+    let c = connected(&rt, options(server.addr()).bucket("burst")).await;
+    let writes = (0..200).map(|i| {
+        let c = c.clone();
+        async move { c.write(format!("k{i}"), &json!({"i": i})).force_http().await }
+    });
+    for r in futures_util::future::join_all(writes).await {
+        r.expect("rest write");
+    }
+    let reads = (0..200).map(|i| {
+        let c = c.clone();
+        async move { c.read::<Value>(format!("k{i}")).force_http().await }
+    });
+    for (i, r) in futures_util::future::join_all(reads).await.into_iter().enumerate() {
+        assert_eq!(r.expect("rest read"), json!({"i": i}));
+    }
     c.close().await;
     server.shutdown();
 }
