@@ -9,12 +9,14 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use cachearoo_core::rng::Prng;
+use cachearoo_core::wire::ClientMessage;
 use cachearoo_core::{
     Client, Config, Event, HttpRequest, HttpResponse, Instant, OpId, SocketId, Transmit,
 };
 use cachearoo_server::hub::{ConnId, Output, RestRequest};
-use cachearoo_server::store::MemoryStore;
 use cachearoo_server::{Hub, HubConfig};
+
+use crate::store::RecordingStore;
 
 /// Wall-clock time (ms since the Unix epoch) of the simulation's instant zero.
 pub const EPOCH_MS: u64 = 1_796_313_875_000;
@@ -80,7 +82,16 @@ enum Delivery {
         op: OpId,
         response: HttpResponse,
     },
+    /// The server side of a half-open connection gives up (WebSocket ping
+    /// timeout of the network front).
+    HubSideTimeout {
+        conn: ConnId,
+    },
 }
+
+/// How long the server keeps a silent (half-open) connection: the network
+/// front pings every 20 s and drops a connection that does not answer in 10 s.
+pub const SERVER_PING_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// One simulated client.
 #[derive(Debug)]
@@ -104,7 +115,9 @@ pub struct World {
     /// Virtual time.
     pub now: Instant,
     /// The server's hub.
-    pub hub: Hub<MemoryStore>,
+    pub hub: Hub<RecordingStore>,
+    /// The hub's store (shared handle: its log survives restarts).
+    pub store: RecordingStore,
     /// The clients, by index.
     pub clients: Vec<SimClient>,
     net: NetConfig,
@@ -114,17 +127,26 @@ pub struct World {
     next_conn: ConnId,
     conn_owner: BTreeMap<ConnId, (usize, SocketId)>,
     server_up: bool,
+    /// Dials are refused while REST still works.
+    refuse_ws: bool,
+    /// Connections whose frames are silently lost (half-open links).
+    blackholed: BTreeSet<ConnId>,
     /// Every text frame a client sent to the hub, in arrival order (for
     /// wire-shape checks).
     pub frames_to_hub: Vec<(usize, String)>,
+    /// When each client sent each datastore operation (over WebSocket or
+    /// REST): `(client, op, time)`, in send order.
+    pub sends: Vec<(usize, OpId, Instant)>,
 }
 
 impl World {
     /// An empty world whose randomness derives from `seed`.
     pub fn new(seed: u64, net: NetConfig) -> World {
+        let store = RecordingStore::default();
         World {
             now: Instant::ZERO,
-            hub: Hub::new(HubConfig::new("sim-server"), MemoryStore::new()),
+            hub: Hub::new(HubConfig::new("sim-server"), store.share_data()),
+            store,
             clients: Vec::new(),
             net,
             rng: Prng::new(seed),
@@ -133,7 +155,10 @@ impl World {
             next_conn: 0,
             conn_owner: BTreeMap::new(),
             server_up: true,
+            refuse_ws: false,
+            blackholed: BTreeSet::new(),
             frames_to_hub: Vec::new(),
+            sends: Vec::new(),
         }
     }
 
@@ -189,6 +214,18 @@ impl World {
                     self.send_to_hub(i, Delivery::Dialled { client: i, socket })
                 }
                 Transmit::Text { socket, text } => {
+                    if let Ok(ClientMessage::DatastoreOperation {
+                        request: Some(r), ..
+                    }) = ClientMessage::decode(&text)
+                    {
+                        let id =
+                            r.id.as_ref()
+                                .and_then(|v| v.as_str())
+                                .and_then(|s| s.parse().ok());
+                        if let Some(id) = id {
+                            self.sends.push((i, OpId(id), self.now));
+                        }
+                    }
                     if let Some((s, conn)) = self.clients[i].link {
                         if s == socket {
                             self.send_to_hub(i, Delivery::ToHubText { conn, text });
@@ -338,12 +375,42 @@ impl World {
         }
     }
 
+    /// Whether `d` travels on a half-open link (and is lost).
+    fn lost(&self, d: &Delivery) -> bool {
+        let conn_of_client = |client: usize, socket: SocketId| {
+            self.conn_owner
+                .iter()
+                .find(|(_, (c, s))| *c == client && *s == socket)
+                .map(|(conn, _)| *conn)
+        };
+        let conn = match d {
+            Delivery::ToHubText { conn, .. }
+            | Delivery::ToHubBinary { conn, .. }
+            | Delivery::ToHubClose { conn } => Some(*conn),
+            Delivery::ToClientText { client, socket, .. }
+            | Delivery::ToClientBinary { client, socket, .. }
+            | Delivery::ToClientClosed { client, socket } => conn_of_client(*client, *socket),
+            _ => None,
+        };
+        conn.is_some_and(|c| self.blackholed.contains(&c))
+    }
+
     fn deliver(&mut self, d: Delivery) {
         let now = self.now;
         let now_ms = self.now_ms();
+        self.store.set_clock(now_ms);
+        if self.lost(&d) {
+            return;
+        }
         match d {
+            Delivery::HubSideTimeout { conn } => {
+                if self.blackholed.remove(&conn) && self.conn_owner.remove(&conn).is_some() {
+                    self.hub.disconnect(conn, now_ms);
+                    self.pump_hub();
+                }
+            }
             Delivery::Dialled { client, socket } => {
-                if !self.server_up {
+                if !self.server_up || self.refuse_ws {
                     self.clients[client].core.handle_socket_closed(now, socket);
                 } else {
                     self.next_conn += 1;
@@ -483,6 +550,8 @@ impl World {
     pub fn drop_connection(&mut self, i: usize) {
         if let Some((socket, conn)) = self.clients[i].link.take() {
             let now_ms = self.now_ms();
+            self.store.set_clock(now_ms);
+            self.blackholed.remove(&conn);
             self.conn_owner.remove(&conn);
             self.hub.disconnect(conn, now_ms);
             self.pump_hub();
@@ -500,8 +569,61 @@ impl World {
         }
     }
 
-    /// Starts the server again (the hub's store survives).
+    /// Starts the server again.
     pub fn start_server(&mut self) {
         self.server_up = true;
+    }
+
+    /// Whether the server is up.
+    pub fn server_up(&self) -> bool {
+        self.server_up
+    }
+
+    /// Restarts the server at once: every connection vanishes (clients see
+    /// their sockets close) and a new hub starts over the same data
+    /// (`keep_data`) or an empty store.
+    pub fn restart_server(&mut self, keep_data: bool) {
+        self.stop_server();
+        let store = if keep_data {
+            self.store.share_data()
+        } else {
+            self.store.fresh_data()
+        };
+        self.store = store.share_data();
+        self.hub = Hub::new(HubConfig::new("sim-server"), store);
+        self.conn_owner.clear();
+        self.blackholed.clear();
+        self.start_server();
+    }
+
+    /// Refuses (or again accepts) WebSocket dials; REST keeps working.
+    pub fn set_refuse_ws(&mut self, refuse: bool) {
+        self.refuse_ws = refuse;
+    }
+
+    /// Makes client `i`'s link half-open: from now on its frames are lost in
+    /// both directions without either side being told; the server side
+    /// gives up after [`SERVER_PING_TIMEOUT`], the client after its missed
+    /// pongs.
+    pub fn half_open(&mut self, i: usize) {
+        if let Some((_, conn)) = self.clients[i].link {
+            if self.blackholed.insert(conn) {
+                let at = self.now + SERVER_PING_TIMEOUT;
+                self.schedule(at, Delivery::HubSideTimeout { conn });
+            }
+        }
+    }
+
+    /// Whether nothing is in flight on the network.
+    pub fn network_idle(&self) -> bool {
+        self.queue.is_empty()
+    }
+
+    /// The hub connection of client `i`, when it has one that is not half-open.
+    pub fn hub_conn(&self, i: usize) -> Option<ConnId> {
+        self.clients[i]
+            .link
+            .map(|(_, c)| c)
+            .filter(|c| !self.blackholed.contains(c) && self.conn_owner.contains_key(c))
     }
 }

@@ -511,11 +511,13 @@ impl Client {
         Ok((r.channel.clone(), i.key.clone()))
     }
 
-    /// Answers an incoming request (once): `Ok(data)` or `Err(err)`.
+    /// Answers an incoming request, once: `Ok(data)` or `Err(err)`.
     ///
-    /// Fails with [`SendError::NotConnected`] while the WebSocket is down
-    /// (the request stays answerable), and with [`SendError::Closed`] for a
-    /// request already answered or whose replier is gone.
+    /// The request is answered (and forgotten) whatever happens: while the
+    /// WebSocket is down the reply cannot travel (signals have no REST form),
+    /// this returns [`SendError::NotConnected`] and the requestor times out.
+    /// [`SendError::Closed`] means the request was already answered or its
+    /// replier is gone.
     pub fn reply(
         &mut self,
         now: Instant,
@@ -523,13 +525,12 @@ impl Client {
         result: Result<Value, Value>,
     ) -> Result<(), SendError> {
         let (channel, key) = self.incoming_target(incoming)?;
+        self.messaging.incoming.remove(&incoming);
         let body = match result {
             Ok(data) => json!({"err": null, "data": data}),
             Err(err) => json!({"err": err, "data": null}),
         };
-        self.signal_event(now, &reqrep_bucket(&channel), &key, Some(body))?;
-        self.messaging.incoming.remove(&incoming);
-        Ok(())
+        self.signal_event(now, &reqrep_bucket(&channel), &key, Some(body))
     }
 
     /// Sends progress for an incoming request (any number of times before the reply).
