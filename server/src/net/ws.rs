@@ -141,19 +141,22 @@ pub(crate) async fn run(shared: Arc<Shared>, p: Pending) {
         .or(shutdown)
         .await;
 
-    let close = match &end {
-        End::ClientClosed => None,
+    // What to send before dropping the socket: `None` nothing (it is
+    // broken), `Some(None)` the reply to the client's close frame (queued by
+    // tungstenite, flushed by `close`), `Some(Some(frame))` our own close.
+    let close: Option<Option<(CloseCode, &str)>> = match &end {
+        End::ClientClosed => Some(None),
         End::ReadError(WsError::Capacity(e)) => {
             shared
                 .counters
                 .oversize_closes
                 .fetch_add(1, Ordering::Relaxed);
             tracing::warn!(conn, error = %e, "closing a WebSocket connection: frame over the size limit");
-            Some((CloseCode::Size, "frame too big"))
+            Some(Some((CloseCode::Size, "frame too big")))
         }
         End::ReadError(e) => {
             tracing::debug!(conn, error = %e, "WebSocket read failed");
-            Some((CloseCode::Protocol, "protocol error"))
+            Some(Some((CloseCode::Protocol, "protocol error")))
         }
         End::WriteError(e) => {
             tracing::debug!(conn, error = %e, "WebSocket write failed");
@@ -168,28 +171,30 @@ pub(crate) async fn run(shared: Arc<Shared>, p: Pending) {
                 conn,
                 "closing a WebSocket connection that stopped answering pings"
             );
-            Some((CloseCode::Away, "ping timeout"))
+            Some(Some((CloseCode::Away, "ping timeout")))
         }
-        End::Killed(CloseReason::SlowConsumer) => Some((CloseCode::Policy, "send queue overflow")),
-        End::Killed(CloseReason::PingTimeout) => Some((CloseCode::Away, "ping timeout")),
+        End::Killed(CloseReason::SlowConsumer) => {
+            Some(Some((CloseCode::Policy, "send queue overflow")))
+        }
+        End::Killed(CloseReason::PingTimeout) => Some(Some((CloseCode::Away, "ping timeout"))),
         End::Killed(CloseReason::ProtocolViolation) => {
-            Some((CloseCode::Protocol, "protocol error"))
+            Some(Some((CloseCode::Protocol, "protocol error")))
         }
         End::Killed(CloseReason::Shutdown) | End::Shutdown => {
-            Some((CloseCode::Away, "server shutting down"))
+            Some(Some((CloseCode::Away, "server shutting down")))
         }
     };
     if !matches!(end, End::Killed(_)) {
         shared.disconnect(conn);
     }
-    if let Some((code, reason)) = close {
-        let frame = CloseFrame {
+    if let Some(frame) = close {
+        let frame = frame.map(|(code, reason)| CloseFrame {
             code,
             reason: reason.into(),
-        };
+        });
         // Best effort: a peer that does not read must not hold us up.
         let _ = sink
-            .close(Some(frame))
+            .close(frame)
             .or(async {
                 Timer::after(shared.config.close_timeout).await;
                 Ok(())
