@@ -406,12 +406,15 @@ impl Driver {
             };
             // The URL never holds the apiKey (it travels in a header).
             tracing::debug!(op = op.0, method = request.method.as_str(), url = %request.url(), "REST request");
-            let tls = request.secure.then(|| self.tls());
+            let exchange = match self.runtime.http_request(&request) {
+                Some(custom) => custom,
+                None => {
+                    let tls = request.secure.then(|| self.tls());
+                    Box::pin(transport::http_request(self.runtime.clone(), tls, request))
+                }
+            };
             let (handle, registration) = AbortHandle::new_pair();
-            let future = Abortable::new(
-                transport::http_request(self.runtime.clone(), tls, request),
-                registration,
-            );
+            let future = Abortable::new(exchange, registration);
             self.http_aborts.insert(op, handle);
             self.http.push(Box::pin(async move { (op, future.await) }));
         }

@@ -119,7 +119,9 @@ pub use queue::Lagged;
 pub use runtime::{AsyncStream, BoxFuture, BoxedIo, Runtime};
 
 pub use cachearoo_core::wire::{Expire, ListItem};
-pub use cachearoo_core::{Backoff, OpError, SendError};
+pub use cachearoo_core::{Backoff, HttpRequest, HttpResponse, Method, OpError, SendError};
+/// The stream trait of listeners, and its combinators (`next()`, ...).
+pub use futures_lite::{Stream, StreamExt};
 /// Certificate types for [`TlsOptions`].
 pub use futures_rustls::pki_types;
 /// The rustls version used for TLS (for [`TlsOptions::client_config`]).

@@ -6,6 +6,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use cachearoo_core::{HttpRequest, HttpResponse};
 use futures_lite::io::{AsyncRead, AsyncWrite};
 
 /// A boxed, `Send` future, as runtimes hand them to the client.
@@ -70,6 +71,20 @@ pub trait Runtime: Send + Sync + 'static {
 
     /// Resolves `host` and opens a TCP connection to `host:port`.
     fn connect_tcp(&self, host: &str, port: u16) -> BoxFuture<'static, io::Result<BoxedIo>>;
+
+    /// Performs one REST request with the runtime's own HTTP client instead
+    /// of the client's built-in transport (hyper over [`Runtime::connect_tcp`]).
+    ///
+    /// Return `None` (the default) to use the built-in transport. The
+    /// future resolves to the response, or to a message saying why there
+    /// was none; dropping it must abandon the request.
+    fn http_request(
+        &self,
+        request: &HttpRequest,
+    ) -> Option<BoxFuture<'static, Result<HttpResponse, String>>> {
+        let _ = request;
+        None
+    }
 }
 
 impl<R: Runtime + ?Sized> Runtime for Arc<R> {
@@ -84,5 +99,11 @@ impl<R: Runtime + ?Sized> Runtime for Arc<R> {
     }
     fn connect_tcp(&self, host: &str, port: u16) -> BoxFuture<'static, io::Result<BoxedIo>> {
         (**self).connect_tcp(host, port)
+    }
+    fn http_request(
+        &self,
+        request: &HttpRequest,
+    ) -> Option<BoxFuture<'static, Result<HttpResponse, String>>> {
+        (**self).http_request(request)
     }
 }

@@ -764,7 +764,11 @@ pub async fn rest_burst<R: Runtime + Clone>(rt: R) {
     let c = connected(&rt, options(server.addr()).bucket("burst")).await;
     let writes = (0..200).map(|i| {
         let c = c.clone();
-        async move { c.write(format!("k{i}"), &json!({"i": i})).force_http().await }
+        async move {
+            c.write(format!("k{i}"), &json!({"i": i}))
+                .force_http()
+                .await
+        }
     });
     for r in futures_util::future::join_all(writes).await {
         r.expect("rest write");
@@ -773,7 +777,11 @@ pub async fn rest_burst<R: Runtime + Clone>(rt: R) {
         let c = c.clone();
         async move { c.read::<Value>(format!("k{i}")).force_http().await }
     });
-    for (i, r) in futures_util::future::join_all(reads).await.into_iter().enumerate() {
+    for (i, r) in futures_util::future::join_all(reads)
+        .await
+        .into_iter()
+        .enumerate()
+    {
         assert_eq!(r.expect("rest read"), json!({"i": i}));
     }
     c.close().await;
