@@ -73,8 +73,8 @@ pub mod codes {
     pub const BAD_REQUEST: &str = "EBADREQUEST";
 }
 
-/// What the hub is configured with.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What the hub is configured with. `Debug` never shows the apiKey.
+#[derive(Clone, PartialEq, Eq)]
 pub struct HubConfig {
     /// The server's id: sent in the greeting and by `GET /_id`; a client
     /// connecting with this id is refused.
@@ -85,6 +85,17 @@ pub struct HubConfig {
     pub public_read: bool,
     /// Value of the `X-Served-By` header on REST answers.
     pub served_by: String,
+}
+
+impl std::fmt::Debug for HubConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HubConfig")
+            .field("server_id", &self.server_id)
+            .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
+            .field("public_read", &self.public_read)
+            .field("served_by", &self.served_by)
+            .finish()
+    }
 }
 
 impl HubConfig {

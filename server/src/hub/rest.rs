@@ -15,8 +15,9 @@ use super::{Change, Hub};
 use crate::store::{Store, StoreError, WriteOptions};
 use crate::time::iso8601;
 
-/// One HTTP request, as the front parsed it.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// One HTTP request, as the front parsed it. `Debug` masks the `API-Key`
+/// header.
+#[derive(Clone, Default, PartialEq, Eq)]
 pub struct RestRequest {
     /// Method name in upper case (`GET`, `PUT`, ...).
     pub method: String,
@@ -28,6 +29,30 @@ pub struct RestRequest {
     pub headers: Vec<(String, String)>,
     /// The body.
     pub body: Vec<u8>,
+}
+
+impl std::fmt::Debug for RestRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let headers: Vec<(&str, &str)> = self
+            .headers
+            .iter()
+            .map(|(n, v)| {
+                let v = if n.eq_ignore_ascii_case(HEADER_API_KEY) {
+                    "<redacted>"
+                } else {
+                    v.as_str()
+                };
+                (n.as_str(), v)
+            })
+            .collect();
+        f.debug_struct("RestRequest")
+            .field("method", &self.method)
+            .field("path", &self.path)
+            .field("query", &self.query)
+            .field("headers", &headers)
+            .field("body_len", &self.body.len())
+            .finish()
+    }
 }
 
 impl RestRequest {

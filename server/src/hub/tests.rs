@@ -1414,3 +1414,12 @@ fn many_connections_broadcast_without_quadratic_work() {
         499
     );
 }
+
+#[test]
+fn debug_output_never_shows_the_api_key() {
+    let h = H::with(Some("sup3r-secret"), false);
+    assert!(!format!("{:?}", h.hub).contains("sup3r-secret"));
+    assert!(!format!("{:?}", h.hub.config()).contains("sup3r-secret"));
+    let req = RestRequest::new("GET", "/_data/b").header("api-key", "sup3r-secret");
+    assert!(!format!("{req:?}").contains("sup3r-secret"));
+}
