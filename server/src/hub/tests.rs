@@ -1423,3 +1423,131 @@ fn debug_output_never_shows_the_api_key() {
     let req = RestRequest::new("GET", "/_data/b").header("api-key", "sup3r-secret");
     assert!(!format!("{req:?}").contains("sup3r-secret"));
 }
+
+mod never_panics {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn scalar() -> impl Strategy<Value = Value> {
+        prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            any::<i64>().prop_map(Value::from),
+            any::<f64>().prop_map(|f| serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number)),
+            prop_oneof![Just("b"), Just("*"), Just(""), Just("k1"), Just("CON"), Just("session"), Just("secret")]
+                .prop_map(Value::from),
+            ".{0,8}".prop_map(Value::from),
+        ]
+    }
+
+    fn json_value() -> impl Strategy<Value = Value> {
+        scalar().prop_recursive(3, 24, 4, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                prop::collection::btree_map(
+                    prop_oneof![Just("op".to_string()), Just("path".to_string()), Just("value".to_string()), Just("bucket".to_string()), Just("key".to_string()), ".{0,4}"],
+                    inner,
+                    0..4
+                )
+                .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    /// Messages of every kind with fields of random types.
+    fn message() -> impl Strategy<Value = String> {
+        let msg = prop_oneof![
+            Just("datastore-operation"),
+            Just("register-events"),
+            Just("event-broadcast"),
+            Just("ping"),
+            Just("register-replication-client"),
+            Just("other"),
+        ];
+        let op = prop_oneof![Just("read"), Just("filter"), Just("write"), Just("patch"), Just("remove"), Just("x")];
+        (msg, op, json_value(), json_value(), json_value(), json_value(), scalar(), any::<bool>()).prop_map(
+            |(msg, op, bucket, key, value, patch, api_key, sv)| {
+                let events = match &value {
+                    Value::Array(_) => value.clone(),
+                    _ => json!([{"bucket":bucket.clone(),"key":key.clone()}]),
+                };
+                json!({
+                    "msg": msg,
+                    "apiKey": api_key,
+                    "request": {"op": op, "id": key.clone(), "bucket": bucket.clone(), "key": key.clone(),
+                                "value": value.clone(), "patch": patch, "expire": "session",
+                                "failIfExists": sv, "keysOnly": sv, "filter": key.clone()},
+                    "events": events,
+                    "sendValues": sv,
+                    "event": {"bucket": bucket, "key": key, "value": value},
+                })
+                .to_string()
+            },
+        )
+    }
+
+    #[derive(Debug, Clone)]
+    enum Input {
+        Connect(ConnId, Option<String>),
+        Disconnect(ConnId),
+        Text(ConnId, String),
+        Binary(ConnId, Vec<u8>),
+        Rest(String, String, Vec<(String, String)>, Vec<u8>),
+        Close(ConnId),
+    }
+
+    fn input() -> impl Strategy<Value = Input> {
+        let conn = 0u64..4;
+        prop_oneof![
+            (conn.clone(), prop::option::of(prop_oneof![Just(SID.to_string()), "[a-c]{1,2}"])).prop_map(|(c, id)| Input::Connect(c, id)),
+            conn.clone().prop_map(Input::Disconnect),
+            conn.clone().prop_map(Input::Close),
+            (conn.clone(), message()).prop_map(|(c, m)| Input::Text(c, m)),
+            (conn.clone(), ".{0,40}").prop_map(|(c, m)| Input::Text(c, m)),
+            (conn.clone(), prop::collection::vec(any::<u8>(), 0..200)).prop_map(|(c, b)| Input::Binary(c, b)),
+            (
+                prop_oneof![Just("GET"), Just("PUT"), Just("POST"), Just("PATCH"), Just("DELETE"), Just("OPTIONS"), Just("X")],
+                prop_oneof![Just("/_data/b/k1".to_string()), Just("/_data/b".to_string()), Just("/_meta/b".to_string()), "/[_a-z%0-9/?=&+]{0,20}"],
+                prop::collection::vec(
+                    (
+                        prop_oneof![Just("Content-Type".to_string()), Just("API-Key".to_string()), Just("FailIfExists".to_string()), Just("Expire".to_string()), Just("RemoveDataFromReply".to_string())],
+                        prop_oneof![Just("application/json".to_string()), Just("secret".to_string()), Just("true".to_string()), Just("session".to_string()), ".{0,6}"],
+                    ),
+                    0..4,
+                ),
+                prop_oneof![json_value().prop_map(|v| v.to_string().into_bytes()), prop::collection::vec(any::<u8>(), 0..20)],
+            )
+                .prop_map(|(m, p, h, b)| Input::Rest(m.to_string(), p, h, b)),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+        #[test]
+        fn arbitrary_inputs_never_panic(inputs in prop::collection::vec(input(), 1..60), keyed in any::<bool>(), public in any::<bool>()) {
+            let mut h = H::with(keyed.then_some("secret"), public);
+            for (t, i) in inputs.into_iter().enumerate() {
+                let now = T0 + t as u64;
+                match i {
+                    Input::Connect(c, id) => { let _ = h.hub.connect(c, id, now); }
+                    Input::Disconnect(c) => h.hub.disconnect(c, now),
+                    Input::Close(c) => h.hub.close(c, CloseReason::SlowConsumer, now),
+                    Input::Text(c, m) => h.hub.handle_text(c, &m, now),
+                    Input::Binary(c, b) => h.hub.handle_binary(c, &b, now),
+                    Input::Rest(m, p, hs, b) => {
+                        let mut req = RestRequest::new(&m, &p).body(b);
+                        for (n, v) in hs { req = req.header(&n, &v); }
+                        let r = h.hub.handle_rest(&req, now);
+                        prop_assert!((200..600).contains(&r.status));
+                    }
+                }
+                while let Some(o) = h.hub.poll_output() {
+                    if let Output::Text { text, .. } = o {
+                        prop_assert!(serde_json::from_str::<Value>(&text).is_ok());
+                    }
+                }
+            }
+        }
+    }
+}
