@@ -950,15 +950,26 @@ impl Client {
             return;
         };
         // A key already seen on the channel is a reply (ours or another
-        // replier's), never a new request.
-        if !rep.seen_set.insert(event.key.clone()) {
-            return;
-        }
-        rep.seen.push_back(event.key.clone());
-        if rep.seen.len() > REPLIER_MEMORY {
-            if let Some(old) = rep.seen.pop_front() {
-                rep.seen_set.remove(&old);
+        // replier's), never a new request. A replier that was disconnected
+        // when the request went out sees only the reply: a value shaped
+        // exactly like a reply (`{"err":..,"data":..}`) is never a request
+        // either (found by the simulation, seed 29).
+        let reply_shaped = event
+            .value
+            .as_ref()
+            .and_then(Value::as_object)
+            .is_some_and(|o| o.len() == 2 && o.contains_key("err") && o.contains_key("data"));
+        let new_key = rep.seen_set.insert(event.key.clone());
+        if new_key {
+            rep.seen.push_back(event.key.clone());
+            if rep.seen.len() > REPLIER_MEMORY {
+                if let Some(old) = rep.seen.pop_front() {
+                    rep.seen_set.remove(&old);
+                }
             }
+        }
+        if !new_key || reply_shaped {
+            return;
         }
         let incoming = IncomingId(self.messaging.next());
         self.messaging.incoming.insert(
