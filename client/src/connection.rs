@@ -80,6 +80,12 @@ impl Connection {
     /// carry the written value. The listener survives reconnects (it is
     /// registered again after each one) and can be added before the client
     /// ever connects. Dropping the returned stream removes it.
+    ///
+    /// The server learns of listeners asynchronously (`register-events` has
+    /// no answer): a change another client makes right after this returns
+    /// may come before the registration and be missed. The server handles a
+    /// connection's messages in order, so once any later operation of this
+    /// client has been answered, the listener is in place.
     pub async fn add_listener(
         &self,
         bucket: impl Into<String>,

@@ -7,6 +7,7 @@
 
 pub mod support;
 
+use std::future::IntoFuture;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -33,7 +34,7 @@ macro_rules! real_socket_suite {
             wildcards_and_deletes, listener_removal, signal_events_between_clients,
             binary_events_between_clients, ping_pong, listeners_before_server_is_up,
             server_restart, pipelining_1000_operations, rest_burst, tls_with_private_ca, wrong_api_key,
-            close_ends_everything, dropping_last_handle_ends_driver, slow_listener_lags);
+            close_ends_everything, dropping_last_handle_ends_driver, unresponsive_server_times_out, slow_listener_lags);
     };
     (@each $rt:expr, $block_on:path; $($name:ident),* $(,)?) => {
         $(
@@ -163,6 +164,7 @@ pub async fn session_keys<R: Runtime + Clone>(rt: R) {
         .add_listener("default", "session", false)
         .await
         .expect("listener");
+    settled(&rt, &watcher).await;
     writer
         .write("session", &json!({"alive": true}))
         .expire_session()
@@ -348,6 +350,8 @@ pub async fn events_with_and_without_values<R: Runtime + Clone>(rt: R) {
         .add_listener("ev", "k1", false)
         .await
         .expect("listener");
+    settled(&rt, &a).await;
+    settled(&rt, &plain).await;
 
     writer
         .write("k1", &json!({"v": 1}))
@@ -389,6 +393,7 @@ pub async fn wildcards_and_deletes<R: Runtime + Clone>(rt: R) {
     let mut any_key = conn.add_listener("w", "*", true).await.expect("l");
     let mut any_bucket = conn.add_listener("*", "k1", true).await.expect("l");
     let mut everything = conn.add_listener("*", "*", false).await.expect("l");
+    settled(&rt, &a).await;
 
     writer
         .write("k2", &json!(2))
@@ -459,6 +464,7 @@ pub async fn listener_removal<R: Runtime + Clone>(rt: R) {
         .expect("callback listener");
     let mut witness = conn.add_listener("rm", "*", false).await.expect("l");
     let mut removed = conn.add_listener("rm", "*", false).await.expect("l");
+    settled(&rt, &a).await;
 
     writer
         .write("a", &json!({}))
@@ -491,6 +497,7 @@ pub async fn listener_removal<R: Runtime + Clone>(rt: R) {
     // Dropping the last listener unsubscribes; a new one still works.
     drop(witness);
     let mut again = conn.add_listener("rm", "*", true).await.expect("l");
+    settled(&rt, &a).await;
     writer
         .write("c", &json!({"c": 1}))
         .bucket("rm")
@@ -517,6 +524,8 @@ pub async fn signal_events_between_clients<R: Runtime + Clone>(rt: R) {
         .add_listener("sig", "*", true)
         .await
         .expect("l");
+    settled(&rt, &a).await;
+    settled(&rt, &b).await;
 
     b.connection()
         .signal_event("sig", "hello", &json!({"from": "b"}))
@@ -570,6 +579,7 @@ pub async fn binary_events_between_clients<R: Runtime + Clone>(rt: R) {
         .add_binary_listener("bin", "*")
         .await
         .expect("binary listener");
+    settled(&rt, &a).await;
     let payload: Vec<u8> = (0..=255).collect();
     b.connection()
         .send_binary(7, "bin", "k", payload.clone())
@@ -619,6 +629,26 @@ pub async fn ping_pong<R: Runtime + Clone>(rt: R) {
         within(&rt, "pong event", events.next()).await,
         Some(Ok(ConnectionEvent::Pong { .. }))
     ));
+
+    // With enable_ping the client pings by itself.
+    let auto = connected(
+        &rt,
+        options(server.addr())
+            .enable_ping(true)
+            .ping_interval(Duration::from_millis(50)),
+    )
+    .await;
+    let mut auto_events = auto.connection().events().await.expect("events");
+    let mut pongs = 0;
+    while pongs < 3 {
+        if let Some(Ok(ConnectionEvent::Pong { .. })) =
+            within(&rt, "automatic pongs", auto_events.next()).await
+        {
+            pongs += 1;
+        }
+    }
+    assert!(auto.is_connected());
+    auto.close().await;
     c.close().await;
     server.shutdown();
 }
@@ -639,6 +669,7 @@ pub async fn listeners_before_server_is_up<R: Runtime + Clone>(rt: R) {
     within(&rt, "connect", early.connection().wait_connected())
         .await
         .expect("connected");
+    settled(&rt, &early).await;
     let writer = connected(&rt, options(server.addr())).await;
     writer
         .write("k", &json!({"late": true}))
@@ -708,6 +739,7 @@ pub async fn server_restart<R: Runtime + Clone>(rt: R) {
     assert_eq!(seen, [first_id, second_id]);
 
     // The listener was registered again with the new server.
+    settled(&rt, &c).await;
     let writer = connected(&rt, options(addr)).await;
     writer
         .write("k", &json!({"back": 1}))
@@ -911,6 +943,28 @@ pub async fn close_ends_everything<R: Runtime + Clone>(rt: R) {
     c.close().await;
 }
 
+pub async fn unresponsive_server_times_out<R: Runtime + Clone>(rt: R) {
+    // Accepts TCP but never upgrades nor answers HTTP: connection attempts
+    // are abandoned after the connect timeout and retried, operations (over
+    // REST meanwhile) fail with a timeout.
+    let black_hole = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let c = Cachearoo::new(
+        options(black_hole.local_addr().expect("addr"))
+            .connect_timeout(Duration::from_millis(100))
+            .request_timeout(Duration::from_millis(300)),
+        rt.clone(),
+    );
+    let (read, write) = futures_lite::future::zip(
+        c.read::<Value>("k").into_future(),
+        c.write("k", &json!({})).into_future(),
+    )
+    .await;
+    assert!(read.unwrap_err().is_timeout());
+    assert!(write.unwrap_err().is_timeout());
+    assert!(!c.is_connected());
+    c.close().await;
+}
+
 pub async fn dropping_last_handle_ends_driver<R: Runtime + Clone>(rt: R) {
     let server = server();
     let c = connected(&rt, options(server.addr())).await;
@@ -951,6 +1005,7 @@ pub async fn slow_listener_lags<R: Runtime + Clone>(rt: R) {
         .add_listener("lag", "*", true)
         .await
         .expect("l");
+    settled(&rt, &c).await;
     for i in 0..20 {
         writer
             .write(format!("k{i:02}"), &json!({"i": i}))

@@ -189,3 +189,16 @@ pub fn tls_proxy(backend: SocketAddr, pki: &TestPki) -> TlsProxy {
         _stop: stop_tx,
     }
 }
+
+/// Waits until the server has handled everything `client` sent so far, its
+/// listener registrations included. `register-events` has no answer, but
+/// the server handles one connection's messages in order, so the answer to
+/// any later request proves the registration is in place.
+pub async fn settled<R: Runtime>(rt: &R, client: &Cachearoo) {
+    use std::future::IntoFuture;
+    let read = client
+        .read::<serde_json::Value>("settled")
+        .bucket("settled")
+        .into_future();
+    let _ = within(rt, "a round trip", read).await;
+}
