@@ -33,6 +33,7 @@
 //! use cachearoo::{Cachearoo, Options};
 //! use futures_lite::StreamExt;
 //! use serde::{Deserialize, Serialize};
+//! use serde_json::json;
 //!
 //! #[derive(Serialize, Deserialize, Debug, PartialEq)]
 //! struct Car {
@@ -53,16 +54,20 @@
 //!     // Listen to every key of the bucket, with values.
 //!     let mut changes = connection.add_listener("cars", "*", true).await?;
 //!
-//!     // Another client writes...
+//!     // Write and read back, typed through serde. (Once a request of
+//!     // this client is answered, the server also has its listener.)
+//!     let car = Car { make: "Saab".into(), year: 1987 };
+//!     client.write("saab", &car).await?;
+//!     assert_eq!(client.read::<Car>("saab").await?, car);
+//!
+//!     // Another client changes it; we see the change (not our own).
 //!     let other = Cachearoo::new(Options::new().address(server.addr()).bucket("cars"), Smol);
 //!     other.connection().wait_connected().await?;
-//!     let car = Car { make: "Saab".into(), year: 1987 };
-//!     other.write("saab", &car).await?;
-//!
-//!     // ...we see the change, and read it back.
+//!     let patch = json!([{"op": "replace", "path": "/year", "value": 1988}]);
+//!     other.patch("saab", patch).await?;
 //!     let event = changes.next().await.expect("stream open")?;
 //!     assert_eq!(event.key, "saab");
-//!     assert_eq!(client.read::<Car>("saab").await?, car);
+//!     assert_eq!(event.value, Some(json!({"make": "Saab", "year": 1988})));
 //!
 //!     // Per-call options are builder methods.
 //!     let err = client.write("saab", &car).fail_if_exists().await.unwrap_err();

@@ -22,6 +22,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             })
             .await?;
         connection.wait_connected().await?;
+        // The server learns of listeners without answering; once any request
+        // of ours is answered, it has them.
+        cro.list().await?;
 
         // Another client makes changes.
         let other = connect(target.options.clone().bucket("myBucket"));

@@ -104,6 +104,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
         step("signal and binary events");
         let mut frames = conn.add_binary_listener("demo", "camera").await?;
+        // Listeners are registered without an answer; any answered request
+        // of ours proves the server has them.
+        cro.list().await?;
         other
             .connection()
             .signal_event("demo", "horn", &json!({"volume": 11}))
@@ -146,6 +149,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 })
             })?;
             conn.wait_connected().await?;
+            cro.list().await?; // the listener is registered again
             other.connection().wait_connected().await?;
             // The listener was registered again by itself.
             other.write("saab", &saab).await?;

@@ -19,6 +19,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             .add_binary_listener("video", "*")
             .await?;
         receiver.connection().wait_connected().await?;
+        // Once a request of ours is answered, the server has our listeners.
+        receiver.list().await?;
 
         let sender = connect(target.options.clone());
         sender.connection().wait_connected().await?;
