@@ -532,7 +532,8 @@ impl Driver {
             }
             Transmit::Close { socket } => {
                 if self.connecting.as_ref().is_some_and(|(s, _)| *s == socket) {
-                    tracing::info!(socket = socket.0, "connection attempt timed out");
+                    // The core gives up on an attempt at its connect timeout (or on close).
+                    tracing::info!(socket = socket.0, "connection attempt abandoned");
                     self.connecting = None;
                 }
                 if self.is_current(socket) {

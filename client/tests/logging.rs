@@ -124,6 +124,7 @@ fn lifecycle_is_logged_without_the_api_key() {
         "disconnected",
         "reconnecting",
         "connection attempt failed",
+        "connection attempt abandoned",
         "REST request",
         "REST request abandoned",
         "timed out",
