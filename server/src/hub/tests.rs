@@ -1433,9 +1433,18 @@ mod never_panics {
             Just(Value::Null),
             any::<bool>().prop_map(Value::from),
             any::<i64>().prop_map(Value::from),
-            any::<f64>().prop_map(|f| serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number)),
-            prop_oneof![Just("b"), Just("*"), Just(""), Just("k1"), Just("CON"), Just("session"), Just("secret")]
-                .prop_map(Value::from),
+            any::<f64>()
+                .prop_map(|f| serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number)),
+            prop_oneof![
+                Just("b"),
+                Just("*"),
+                Just(""),
+                Just("k1"),
+                Just("CON"),
+                Just("session"),
+                Just("secret")
+            ]
+            .prop_map(Value::from),
             ".{0,8}".prop_map(Value::from),
         ]
     }
@@ -1445,7 +1454,14 @@ mod never_panics {
             prop_oneof![
                 prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
                 prop::collection::btree_map(
-                    prop_oneof![Just("op".to_string()), Just("path".to_string()), Just("value".to_string()), Just("bucket".to_string()), Just("key".to_string()), ".{0,4}"],
+                    prop_oneof![
+                        Just("op".to_string()),
+                        Just("path".to_string()),
+                        Just("value".to_string()),
+                        Just("bucket".to_string()),
+                        Just("key".to_string()),
+                        ".{0,4}"
+                    ],
                     inner,
                     0..4
                 )
@@ -1464,7 +1480,14 @@ mod never_panics {
             Just("register-replication-client"),
             Just("other"),
         ];
-        let op = prop_oneof![Just("read"), Just("filter"), Just("write"), Just("patch"), Just("remove"), Just("x")];
+        let op = prop_oneof![
+            Just("read"),
+            Just("filter"),
+            Just("write"),
+            Just("patch"),
+            Just("remove"),
+            Just("x")
+        ];
         (msg, op, json_value(), json_value(), json_value(), json_value(), scalar(), any::<bool>()).prop_map(
             |(msg, op, bucket, key, value, patch, api_key, sv)| {
                 let events = match &value {
@@ -1499,23 +1522,56 @@ mod never_panics {
     fn input() -> impl Strategy<Value = Input> {
         let conn = 0u64..4;
         prop_oneof![
-            (conn.clone(), prop::option::of(prop_oneof![Just(SID.to_string()), "[a-c]{1,2}"])).prop_map(|(c, id)| Input::Connect(c, id)),
+            (
+                conn.clone(),
+                prop::option::of(prop_oneof![Just(SID.to_string()), "[a-c]{1,2}"])
+            )
+                .prop_map(|(c, id)| Input::Connect(c, id)),
             conn.clone().prop_map(Input::Disconnect),
             conn.clone().prop_map(Input::Close),
             (conn.clone(), message()).prop_map(|(c, m)| Input::Text(c, m)),
             (conn.clone(), ".{0,40}").prop_map(|(c, m)| Input::Text(c, m)),
-            (conn.clone(), prop::collection::vec(any::<u8>(), 0..200)).prop_map(|(c, b)| Input::Binary(c, b)),
+            (conn.clone(), prop::collection::vec(any::<u8>(), 0..200))
+                .prop_map(|(c, b)| Input::Binary(c, b)),
             (
-                prop_oneof![Just("GET"), Just("PUT"), Just("POST"), Just("PATCH"), Just("DELETE"), Just("OPTIONS"), Just("X")],
-                prop_oneof![Just("/_data/b/k1".to_string()), Just("/_data/b".to_string()), Just("/_meta/b".to_string()), "/[_a-z%0-9/?=&+]{0,20}"],
+                prop_oneof![
+                    Just("GET"),
+                    Just("PUT"),
+                    Just("POST"),
+                    Just("PATCH"),
+                    Just("DELETE"),
+                    Just("OPTIONS"),
+                    Just("X")
+                ],
+                prop_oneof![
+                    Just("/_data/b/k1".to_string()),
+                    Just("/_data/b".to_string()),
+                    Just("/_meta/b".to_string()),
+                    "/[_a-z%0-9/?=&+]{0,20}"
+                ],
                 prop::collection::vec(
                     (
-                        prop_oneof![Just("Content-Type".to_string()), Just("API-Key".to_string()), Just("FailIfExists".to_string()), Just("Expire".to_string()), Just("RemoveDataFromReply".to_string())],
-                        prop_oneof![Just("application/json".to_string()), Just("secret".to_string()), Just("true".to_string()), Just("session".to_string()), ".{0,6}"],
+                        prop_oneof![
+                            Just("Content-Type".to_string()),
+                            Just("API-Key".to_string()),
+                            Just("FailIfExists".to_string()),
+                            Just("Expire".to_string()),
+                            Just("RemoveDataFromReply".to_string())
+                        ],
+                        prop_oneof![
+                            Just("application/json".to_string()),
+                            Just("secret".to_string()),
+                            Just("true".to_string()),
+                            Just("session".to_string()),
+                            ".{0,6}"
+                        ],
                     ),
                     0..4,
                 ),
-                prop_oneof![json_value().prop_map(|v| v.to_string().into_bytes()), prop::collection::vec(any::<u8>(), 0..20)],
+                prop_oneof![
+                    json_value().prop_map(|v| v.to_string().into_bytes()),
+                    prop::collection::vec(any::<u8>(), 0..20)
+                ],
             )
                 .prop_map(|(m, p, h, b)| Input::Rest(m.to_string(), p, h, b)),
         ]

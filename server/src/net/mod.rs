@@ -50,8 +50,9 @@ pub struct ServerConfig {
     pub send_queue_bytes: usize,
     /// Interval of WebSocket-level pings (default 20 s; `None` sends none).
     pub ping_interval: Option<Duration>,
-    /// A connection that sends nothing (not even a pong) this long after a
-    /// ping is dropped (default 10 s).
+    /// A connection that shows no sign of life this long after a ping is
+    /// dropped (default 10 s). Signs of life: any frame received (a pong
+    /// included), or a data frame of ours written to it.
     pub ping_timeout: Duration,
     /// How long a close frame may take to go out before the socket is
     /// dropped anyway (default 1 s).

@@ -62,7 +62,9 @@ pub(crate) async fn run(shared: Arc<Shared>, p: Pending) {
     let ws =
         WebSocketStream::from_raw_socket(HyperIo(upgraded), Role::Server, Some(ws_config)).await;
     let (mut sink, mut stream) = ws.split();
-    // Set by every frame received; the keepalive clears it with each ping.
+    // Set by every frame received and by every data frame written (a peer
+    // busy reading a long backlog is alive even if our ping waits behind
+    // it); the keepalive clears it with each ping.
     let alive = AtomicBool::new(true);
 
     let reader = async {
@@ -91,6 +93,7 @@ pub(crate) async fn run(shared: Arc<Shared>, p: Pending) {
     let writer = async {
         while let Ok(out) = p.out_rx.recv().await {
             let len = out.len();
+            let is_data = !matches!(out, Outgoing::Ping);
             let msg = match out {
                 Outgoing::Text(t) => Message::text(String::from(&*t)),
                 Outgoing::Binary(b) => Message::Binary(b),
@@ -100,6 +103,9 @@ pub(crate) async fn run(shared: Arc<Shared>, p: Pending) {
             p.queued_bytes.fetch_sub(len, Ordering::AcqRel);
             if let Err(e) = sent {
                 return End::WriteError(e);
+            }
+            if is_data {
+                alive.store(true, Ordering::Release);
             }
         }
         // Unreachable while this task holds a sender; kept total.
