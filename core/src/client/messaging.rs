@@ -231,13 +231,64 @@ pub enum MessagingEvent {
     },
 }
 
+/// Something that ends by a timeout or a progress timeout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Tracked {
+    Request(RequestId),
+    Job(JobId),
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Timer {
-    Request(RequestId),
-    RequestProgress(RequestId),
-    Job(JobId),
-    JobProgress(JobId),
+    /// The overall timeout of a request or job.
+    Overall(Tracked),
+    /// Its progress timeout (restarted by every sign of progress).
+    Progress(Tracked),
+    /// A consumer's (next) query about a job.
     Query(TaskId),
+}
+
+/// The two deadlines of a request or job, kept in step with the timer table.
+#[derive(Debug, Clone, Copy)]
+struct Deadlines {
+    overall: Instant,
+    progress: Instant,
+}
+
+impl Deadlines {
+    fn arm(
+        timers: &mut BTreeSet<(Instant, Timer)>,
+        what: Tracked,
+        now: Instant,
+        timeout: Duration,
+        progress_timeout: Duration,
+    ) -> Deadlines {
+        let d = Deadlines {
+            overall: now + timeout,
+            progress: now + progress_timeout,
+        };
+        timers.insert((d.overall, Timer::Overall(what)));
+        timers.insert((d.progress, Timer::Progress(what)));
+        d
+    }
+
+    fn disarm(&self, timers: &mut BTreeSet<(Instant, Timer)>, what: Tracked) {
+        timers.remove(&(self.overall, Timer::Overall(what)));
+        timers.remove(&(self.progress, Timer::Progress(what)));
+    }
+
+    /// Progress arrived: the progress timeout starts again.
+    fn restart_progress(
+        &mut self,
+        timers: &mut BTreeSet<(Instant, Timer)>,
+        what: Tracked,
+        now: Instant,
+        progress_timeout: Duration,
+    ) {
+        timers.remove(&(self.progress, Timer::Progress(what)));
+        self.progress = now + progress_timeout;
+        timers.insert((self.progress, Timer::Progress(what)));
+    }
 }
 
 #[derive(Debug)]
@@ -252,8 +303,7 @@ struct Requestor {
 struct PendingRequest {
     requestor: RequestorId,
     key: String,
-    deadline: Instant,
-    progress_deadline: Instant,
+    deadlines: Deadlines,
 }
 
 #[derive(Debug)]
@@ -283,8 +333,7 @@ struct Producer {
 struct PendingJob {
     producer: ProducerId,
     key: String,
-    deadline: Instant,
-    progress_deadline: Instant,
+    deadlines: Deadlines,
     claimed: bool,
 }
 
@@ -434,19 +483,16 @@ impl Client {
         let key = self.rng.uuid_v4();
         match self.signal_event(now, &reqrep_bucket(&channel), &key, Some(message)) {
             Ok(()) => {
-                let (deadline, progress_deadline) = (now + timeout, now + progress_timeout);
                 let m = &mut self.messaging;
-                m.timers.insert((deadline, Timer::Request(id)));
-                m.timers
-                    .insert((progress_deadline, Timer::RequestProgress(id)));
+                let what = Tracked::Request(id);
+                let deadlines = Deadlines::arm(&mut m.timers, what, now, timeout, progress_timeout);
                 m.request_keys.insert((requestor, key.clone()), id);
                 m.requests.insert(
                     id,
                     PendingRequest {
                         requestor,
                         key,
-                        deadline,
-                        progress_deadline,
+                        deadlines,
                     },
                 );
             }
@@ -464,9 +510,7 @@ impl Client {
     fn end_request(&mut self, id: RequestId, result: Result<Value, MessagingError>) {
         let m = &mut self.messaging;
         if let Some(p) = m.requests.remove(&id) {
-            m.timers.remove(&(p.deadline, Timer::Request(id)));
-            m.timers
-                .remove(&(p.progress_deadline, Timer::RequestProgress(id)));
+            p.deadlines.disarm(&mut m.timers, Tracked::Request(id));
             m.request_keys.remove(&(p.requestor, p.key));
             self.messaging_event(MessagingEvent::RequestDone {
                 request: id,
@@ -549,6 +593,17 @@ impl Client {
         )
     }
 
+    /// Forgets an incoming request without answering it (the application
+    /// will never reply; its requestor times out as if no replier had seen
+    /// it). Nothing is sent. `false` when it was not pending (already
+    /// answered, or its replier is gone).
+    ///
+    /// Without this, a request the application drops unanswered would stay
+    /// in the replier's table until the replier is removed.
+    pub fn forget_incoming(&mut self, _now: Instant, incoming: IncomingId) -> bool {
+        self.messaging.incoming.remove(&incoming).is_some()
+    }
+
     // ----- competing consumers -------------------------------------------
 
     /// Creates a producer on `channel` (it follows job status at once).
@@ -592,18 +647,21 @@ impl Client {
         let (channel, timeout, progress_timeout) =
             (p.channel.clone(), p.timeout, p.progress_timeout);
         let key = self.rng.uuid_v4();
-        let (deadline, progress_deadline) = (now + timeout, now + progress_timeout);
         let m = &mut self.messaging;
-        m.timers.insert((deadline, Timer::Job(id)));
-        m.timers.insert((progress_deadline, Timer::JobProgress(id)));
+        let deadlines = Deadlines::arm(
+            &mut m.timers,
+            Tracked::Job(id),
+            now,
+            timeout,
+            progress_timeout,
+        );
         m.job_keys.insert((producer, key.clone()), id);
         m.jobs.insert(
             id,
             PendingJob {
                 producer,
                 key: key.clone(),
-                deadline,
-                progress_deadline,
+                deadlines,
                 claimed: false,
             },
         );
@@ -624,9 +682,7 @@ impl Client {
     fn end_job(&mut self, now: Instant, id: JobId, result: Result<Value, MessagingError>) {
         let m = &mut self.messaging;
         let Some(j) = m.jobs.remove(&id) else { return };
-        m.timers.remove(&(j.deadline, Timer::Job(id)));
-        m.timers
-            .remove(&(j.progress_deadline, Timer::JobProgress(id)));
+        j.deadlines.disarm(&mut m.timers, Tracked::Job(id));
         m.job_keys.remove(&(j.producer, j.key.clone()));
         let channel = m.producers.get(&j.producer).map(|p| p.channel.clone());
         if let Some(channel) = channel {
@@ -920,14 +976,11 @@ impl Client {
         let value = event.value.clone().unwrap_or(Value::Null);
         if event.bucket == reqrep_progress_bucket(&req.channel) {
             let progress_timeout = req.progress_timeout;
-            if let Some(p) = self.messaging.requests.get_mut(&id) {
-                self.messaging
-                    .timers
-                    .remove(&(p.progress_deadline, Timer::RequestProgress(id)));
-                p.progress_deadline = now + progress_timeout;
-                self.messaging
-                    .timers
-                    .insert((p.progress_deadline, Timer::RequestProgress(id)));
+            let m = &mut self.messaging;
+            if let Some(p) = m.requests.get_mut(&id) {
+                let what = Tracked::Request(id);
+                p.deadlines
+                    .restart_progress(&mut m.timers, what, now, progress_timeout);
             }
             let data = value.get("data").cloned().unwrap_or(Value::Null);
             self.messaging_event(MessagingEvent::RequestProgress { request: id, data });
@@ -998,15 +1051,11 @@ impl Client {
             return;
         };
         let status = event.value.clone().unwrap_or(Value::Null);
-        if let Some(j) = self.messaging.jobs.get_mut(&id) {
+        let m = &mut self.messaging;
+        if let Some(j) = m.jobs.get_mut(&id) {
             j.claimed |= status.get("claim").is_some_and(|c| !c.is_null());
-            self.messaging
-                .timers
-                .remove(&(j.progress_deadline, Timer::JobProgress(id)));
-            j.progress_deadline = now + progress_timeout;
-            self.messaging
-                .timers
-                .insert((j.progress_deadline, Timer::JobProgress(id)));
+            j.deadlines
+                .restart_progress(&mut m.timers, Tracked::Job(id), now, progress_timeout);
         }
         if status.get("done").and_then(Value::as_bool) == Some(true) {
             let err = status.get("err").cloned().unwrap_or(Value::Null);
@@ -1135,12 +1184,16 @@ impl Client {
             }
             self.messaging.timers.remove(&(at, timer));
             match timer {
-                Timer::Request(id) => self.end_request(id, Err(MessagingError::Timeout)),
-                Timer::RequestProgress(id) => {
+                Timer::Overall(Tracked::Request(id)) => {
+                    self.end_request(id, Err(MessagingError::Timeout))
+                }
+                Timer::Progress(Tracked::Request(id)) => {
                     self.end_request(id, Err(MessagingError::ProgressTimeout))
                 }
-                Timer::Job(id) => self.end_job(now, id, Err(MessagingError::Timeout)),
-                Timer::JobProgress(id) => {
+                Timer::Overall(Tracked::Job(id)) => {
+                    self.end_job(now, id, Err(MessagingError::Timeout))
+                }
+                Timer::Progress(Tracked::Job(id)) => {
                     self.end_job(now, id, Err(MessagingError::ProgressTimeout))
                 }
                 Timer::Query(task) => {
