@@ -201,6 +201,30 @@ struct Change<'a> {
     value: Option<&'a Value>,
 }
 
+/// The `null` every delete event carries as its value.
+static DELETED_VALUE: Value = Value::Null;
+
+impl<'a> Change<'a> {
+    /// A delete event: `timestamp` and `value` are `null`, as the reference
+    /// sends them; `origin_request_id` is absent for session expiry and REST.
+    fn deleted(
+        bucket: &'a str,
+        key: &'a str,
+        origin_request_id: Option<Value>,
+        client_id: Option<String>,
+    ) -> Change<'a> {
+        Change {
+            bucket,
+            key,
+            timestamp: None,
+            origin_request_id,
+            client_id,
+            is_deleted: true,
+            value: Some(&DELETED_VALUE),
+        }
+    }
+}
+
 /// The hub: connections, subscriptions, session keys and the store.
 #[derive(Debug)]
 pub struct Hub<S: Store = MemoryStore> {
@@ -320,18 +344,7 @@ impl<S: Store> Hub<S> {
             }
             self.sessions.remove(&(bucket.clone(), key.clone()));
             if let Ok(true) = self.store.remove(&bucket, &key) {
-                self.broadcast(
-                    None,
-                    &Change {
-                        bucket: &bucket,
-                        key: &key,
-                        timestamp: None,
-                        origin_request_id: None,
-                        client_id: None,
-                        is_deleted: true,
-                        value: Some(&Value::Null),
-                    },
-                );
+                self.broadcast(None, &Change::deleted(&bucket, &key, None, None));
             }
         }
     }
@@ -654,18 +667,8 @@ impl<S: Store> Hub<S> {
                         self.clear_session(&bucket, &key);
                         // A missing key is removed "successfully" and still
                         // announced, as the reference does.
-                        self.broadcast(
-                            Some(conn),
-                            &Change {
-                                bucket: &bucket,
-                                key: &key,
-                                timestamp: None,
-                                origin_request_id: id.clone(),
-                                client_id,
-                                is_deleted: true,
-                                value: Some(&Value::Null),
-                            },
-                        );
+                        let change = Change::deleted(&bucket, &key, id.clone(), client_id);
+                        self.broadcast(Some(conn), &change);
                         Outcome::Ok {
                             value: None,
                             location: None,

@@ -389,18 +389,7 @@ impl<S: Store> Hub<S> {
             ("DELETE", Some(key)) => match self.store.remove(&bucket, &key) {
                 Ok(_) => {
                     self.clear_session(&bucket, &key);
-                    self.broadcast(
-                        None,
-                        &Change {
-                            bucket: &bucket,
-                            key: &key,
-                            timestamp: None,
-                            origin_request_id: None,
-                            client_id: None,
-                            is_deleted: true,
-                            value: Some(&Value::Null),
-                        },
-                    );
+                    self.broadcast(None, &Change::deleted(&bucket, &key, None, None));
                     Reply::new(200).text("ok")
                 }
                 Err(_) => Reply::new(500)
