@@ -13,7 +13,9 @@ use crate::rest::percent_encode;
 /// apiKey, plain `ws`/`http`, ping every 5 s, connection declared dead after
 /// 2 unanswered pings, bucket `default`, request timeout 10 s, connect
 /// timeout 10 s, reconnect backoff from 250 ms doubling up to 10 s with jitter.
-#[derive(Debug, Clone, PartialEq, Eq)]
+///
+/// `Debug` never shows the apiKey (configurations end up in logs).
+#[derive(Clone, PartialEq, Eq)]
 pub struct Config {
     /// Server host name or address.
     pub host: String,
@@ -42,6 +44,26 @@ pub struct Config {
     pub connect_timeout: Duration,
     /// Reconnect delays.
     pub backoff: Backoff,
+}
+
+impl core::fmt::Debug for Config {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Config")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("path", &self.path)
+            .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
+            .field("secure", &self.secure)
+            .field("enable_ping", &self.enable_ping)
+            .field("ping_interval", &self.ping_interval)
+            .field("missed_pong_limit", &self.missed_pong_limit)
+            .field("client_id", &self.client_id)
+            .field("bucket", &self.bucket)
+            .field("request_timeout", &self.request_timeout)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("backoff", &self.backoff)
+            .finish()
+    }
 }
 
 /// Capped exponential reconnect backoff with jitter.
@@ -157,6 +179,17 @@ mod tests {
         c.path = "api".into();
         c.client_id = None;
         assert_eq!(c.ws_url(), "wss://[::1]:4300/api/");
+    }
+
+    #[test]
+    fn debug_hides_the_api_key() {
+        let c = Config {
+            api_key: Some("hunter2".into()),
+            ..Config::default()
+        };
+        let text = alloc::format!("{c:?}");
+        assert!(!text.contains("hunter2"));
+        assert!(text.contains("<redacted>"));
     }
 
     #[test]

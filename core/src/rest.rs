@@ -58,8 +58,9 @@ impl Method {
     }
 }
 
-/// An HTTP request for the driver to perform.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// An HTTP request for the driver to perform. `Debug` never shows the
+/// apiKey header.
+#[derive(Clone, PartialEq, Eq)]
 pub struct HttpRequest {
     /// Method.
     pub method: Method,
@@ -75,6 +76,32 @@ pub struct HttpRequest {
     pub headers: Vec<(&'static str, String)>,
     /// Body, when there is one.
     pub body: Option<Vec<u8>>,
+}
+
+impl core::fmt::Debug for HttpRequest {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        struct Headers<'a>(&'a [(&'static str, String)]);
+        impl core::fmt::Debug for Headers<'_> {
+            fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+                f.debug_list()
+                    .entries(self.0.iter().map(|(n, v)| {
+                        let v = if n.eq_ignore_ascii_case(HEADER_API_KEY) {
+                            "<redacted>"
+                        } else {
+                            v.as_str()
+                        };
+                        (*n, v)
+                    }))
+                    .finish()
+            }
+        }
+        f.debug_struct("HttpRequest")
+            .field("method", &self.method)
+            .field("url", &self.url())
+            .field("headers", &Headers(&self.headers))
+            .field("body_len", &self.body.as_ref().map(Vec::len))
+            .finish()
+    }
 }
 
 impl HttpRequest {
@@ -301,6 +328,13 @@ mod tests {
             headers: Vec::new(),
             body: body.as_bytes().to_vec(),
         }
+    }
+
+    #[test]
+    fn debug_hides_the_api_key() {
+        let r = request_for(&config(), "b", &Operation::Read { key: "k".into() }).unwrap();
+        let text = format!("{r:?}");
+        assert!(!text.contains("secret"), "{text}");
     }
 
     #[test]
