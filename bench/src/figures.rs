@@ -28,15 +28,25 @@ pub struct Ctx {
     pub smoke: bool,
     /// Length of one timed loop.
     pub duration: Duration,
+    /// Fixed operation count per timed loop instead of a duration (for
+    /// profiling: per-operation costs are then totals divided by it).
+    pub count: Option<u64>,
+    /// Which figures to run (bit n = figure n), for profiling one alone.
+    pub figures: u8,
 }
 
 impl Ctx {
+    /// Whether figure `n` is to be run.
+    pub fn wants(&self, n: u8) -> bool {
+        self.figures & (1 << n) != 0
+    }
+
     /// The budget of one timed loop.
     fn budget(&self) -> Budget {
-        if self.smoke {
-            Budget::Count(20)
-        } else {
-            Budget::Time(self.duration)
+        match (self.smoke, self.count) {
+            (true, _) => Budget::Count(20),
+            (false, Some(n)) => Budget::Count(n),
+            (false, None) => Budget::Time(self.duration),
         }
     }
 
@@ -131,43 +141,69 @@ pub async fn throughput(rt: Rt, ctx: Ctx, out: &mut Vec<Figure>) {
     // ---- 1. the limit, then sequential reads ------------------------------
     let echo = TinyServer::start(Mode::Echo);
     let frame = raw::read_frame("bench", "k1");
-    let ws = raw::connect(rt, echo.addr(), false).await;
-    let _ = raw::pipelined(ws, &frame, 1, Budget::Count(ctx.warmup())).await;
-    let ws = raw::connect(rt, echo.addr(), false).await;
-    let (n, t) = raw::pipelined(ws, &frame, 1, ctx.budget()).await;
-    let echo_rtt = rate(n, t);
-    f.push(
-        1,
-        "raw WebSocket echo round trips (the limit)",
-        echo_rtt,
-        "rt/s",
-        None,
-    );
-
     let c = client(rt, ctx.server).await;
     c.write("k1", &record()).await.expect("write k1");
-    let seq = sequential_reads(&c, ctx).await;
-    f.push(
-        1,
-        "client read, sequential",
-        seq,
-        "ops/s",
-        Some(("echo", echo_rtt)),
-    );
+    // Figures 4 and 5 are compared with the echo round trip too.
+    let mut echo_rtt = 0.0;
+    if ctx.wants(1) || ctx.wants(4) {
+        let ws = raw::connect(rt, echo.addr(), false).await;
+        let _ = raw::pipelined(ws, &frame, 1, Budget::Count(ctx.warmup())).await;
+        let ws = raw::connect(rt, echo.addr(), false).await;
+        let (n, t) = raw::pipelined(ws, &frame, 1, ctx.budget()).await;
+        echo_rtt = rate(n, t);
+        f.push(
+            1,
+            "raw WebSocket echo round trips (the limit)",
+            echo_rtt,
+            "rt/s",
+            None,
+        );
+    }
 
-    let mut core = CoreConn::connect(rt, ctx.server, seed()).await;
-    let core_seq = core_sequential_reads(&mut core, ctx).await;
-    f.push(
-        1,
-        "core-driven read, sequential (no async client layer)",
-        core_seq,
-        "ops/s",
-        Some(("echo", echo_rtt)),
-    );
+    if ctx.wants(1) {
+        let seq = sequential_reads(&c, ctx).await;
+        f.push(
+            1,
+            "client read, sequential",
+            seq,
+            "ops/s",
+            Some(("echo", echo_rtt)),
+        );
+
+        // The same loop run as a task of the runtime instead of from
+        // `block_on` on the main thread: with smol's single executor thread
+        // the caller and the driver task then share a thread, and no reply
+        // has to wake another thread.
+        let on_executor = {
+            let c = c.clone();
+            rt.spawn(async move { sequential_reads(&c, ctx).await })
+        }
+        .await;
+        f.push(
+            1,
+            "client read, sequential, caller spawned on the runtime",
+            on_executor,
+            "ops/s",
+            Some(("echo", echo_rtt)),
+        );
+
+        let mut core = CoreConn::connect(rt, ctx.server, seed()).await;
+        let core_seq = core_sequential_reads(&mut core, ctx).await;
+        f.push(
+            1,
+            "core-driven read, sequential (no async client layer)",
+            core_seq,
+            "ops/s",
+            Some(("echo", echo_rtt)),
+        );
+    }
 
     // ---- 2. pipelining ----------------------------------------------------
-    let mut seq_pipelined = seq;
+    let mut seq_pipelined = 0.0;
     for window in [1usize, 16, 64, 256] {
+        if !ctx.wants(2) {
+            break;
+        }
         let v = pipelined_reads(&c, window, ctx).await;
         if window == 1 {
             seq_pipelined = v;
@@ -185,6 +221,9 @@ pub async fn throughput(rt: Rt, ctx: Ctx, out: &mut Vec<Figure>) {
     // ---- 3. fan-out ---------------------------------------------------------
     let mut one = None;
     for listeners in [1usize, 8, 64] {
+        if !ctx.wants(3) {
+            break;
+        }
         let (v, lost) = fan_out(rt, ctx, listeners).await;
         let base = *one.get_or_insert(v);
         let fig = f.push(
@@ -200,28 +239,33 @@ pub async fn throughput(rt: Rt, ctx: Ctx, out: &mut Vec<Figure>) {
     }
 
     // ---- 4. request–reply ----------------------------------------------------
-    let seq_rr = request_reply(rt, ctx, 1).await;
-    f.push(
-        4,
-        "request–reply, sequential (core-driven)",
-        seq_rr,
-        "rt/s",
-        Some(("echo", echo_rtt)),
-    );
-    let rr16 = request_reply(rt, ctx, 16).await;
-    f.push(
-        4,
-        "request–reply, 16 in flight (core-driven)",
-        rr16,
-        "rt/s",
-        Some(("sequential", seq_rr)),
-    );
+    if ctx.wants(4) {
+        let seq_rr = request_reply(rt, ctx, 1).await;
+        f.push(
+            4,
+            "request–reply, sequential (core-driven)",
+            seq_rr,
+            "rt/s",
+            Some(("echo", echo_rtt)),
+        );
+        let rr16 = request_reply(rt, ctx, 16).await;
+        f.push(
+            4,
+            "request–reply, 16 in flight (core-driven)",
+            rr16,
+            "rt/s",
+            Some(("sequential", seq_rr)),
+        );
+    }
 
     // ---- 5. competing consumers ----------------------------------------------
     // A consumer waits a random 0–20 ms before it asks about a job; with 4
     // consumers the first one fires after 20/5 = 4 ms on average, so
     // `in_flight / 4 ms` is what the protocol's spread alone allows.
     for in_flight in [1usize, 16] {
+        if !ctx.wants(5) {
+            break;
+        }
         let v = competing_consumers(rt, ctx, 4, in_flight).await;
         let bound = in_flight as f64 / 0.004;
         f.push(
@@ -235,6 +279,9 @@ pub async fn throughput(rt: Rt, ctx: Ctx, out: &mut Vec<Figure>) {
 
     // ---- 6. the server alone ----------------------------------------------------
     for conns in [1usize, 8, 64] {
+        if !ctx.wants(6) {
+            break;
+        }
         let base = raw_load(rt, ctx, echo.addr(), false, conns, &frame).await;
         let v = raw_load(rt, ctx, ctx.server, true, conns, &frame).await;
         f.push(
@@ -245,16 +292,18 @@ pub async fn throughput(rt: Rt, ctx: Ctx, out: &mut Vec<Figure>) {
             Some(("echo", base)),
         );
     }
-    let wframe = raw::write_frame("bench", "w1", &record().to_string());
-    let base = raw_load(rt, ctx, echo.addr(), false, 8, &wframe).await;
-    let v = raw_load(rt, ctx, ctx.server, true, 8, &wframe).await;
-    f.push(
-        6,
-        "server alone, 8 raw connections × 16 in flight, write",
-        v,
-        "ops/s",
-        Some(("echo", base)),
-    );
+    if ctx.wants(6) {
+        let wframe = raw::write_frame("bench", "w1", &record().to_string());
+        let base = raw_load(rt, ctx, echo.addr(), false, 8, &wframe).await;
+        let v = raw_load(rt, ctx, ctx.server, true, 8, &wframe).await;
+        f.push(
+            6,
+            "server alone, 8 raw connections × 16 in flight, write",
+            v,
+            "ops/s",
+            Some(("echo", base)),
+        );
+    }
     drop(echo);
 }
 

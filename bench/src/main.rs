@@ -1,7 +1,8 @@
 //! End-to-end benchmarks of the Cachearoo client and server.
 //!
 //! ```text
-//! cargo run --release -p cachearoo-bench -- [--addr HOST:PORT] [--json] [--smoke] [--secs S] [--only smol|async-std]
+//! cargo run --release -p cachearoo-bench -- [--addr HOST:PORT] [--json] [--smoke]
+//!     [--secs S] [--only smol|async-std] [--figures 1,2,..] [--count N]
 //! ```
 //!
 //! Starts `cachearoo-server` in-process (unless `--addr` names one), then
@@ -38,11 +39,15 @@ struct Args {
     smoke: bool,
     secs: f64,
     only: Option<Rt>,
+    /// Fixed count per timed loop (profiling).
+    count: Option<u64>,
+    /// Bit n set: run figure n.
+    figures: u8,
     /// Internal: run as the idle-client child process of figure 7.
     idle_client: Option<(Rt, SocketAddr)>,
 }
 
-const USAGE: &str = "usage: cachearoo-bench [--addr HOST:PORT] [--json] [--smoke] [--secs S] [--only smol|async-std]";
+const USAGE: &str = "usage: cachearoo-bench [--addr HOST:PORT] [--json] [--smoke] [--secs S] [--only smol|async-std] [--figures 1,2,..] [--count N]";
 
 fn parse_rt(s: &str) -> Rt {
     match s {
@@ -67,6 +72,8 @@ fn args() -> Args {
         smoke: false,
         secs: 1.5,
         only: None,
+        figures: 0xfe,
+        count: None,
         idle_client: None,
     };
     let mut it = std::env::args().skip(1);
@@ -84,7 +91,23 @@ fn args() -> Args {
                     .parse()
                     .unwrap_or_else(|_| panic!("--secs takes seconds\n{USAGE}"))
             }
+            "--count" => {
+                a.count = Some(
+                    value("--count")
+                        .parse()
+                        .unwrap_or_else(|_| panic!("--count takes a number\n{USAGE}")),
+                )
+            }
             "--only" => a.only = Some(parse_rt(&value("--only"))),
+            "--figures" => {
+                a.figures = 0;
+                for n in value("--figures").split(',') {
+                    match n.trim().parse::<u8>() {
+                        Ok(n @ 1..=7) => a.figures |= 1 << n,
+                        _ => panic!("--figures takes numbers 1 to 7, e.g. 1,2\n{USAGE}"),
+                    }
+                }
+            }
             "--idle-client" => {
                 let rt = parse_rt(&value("--idle-client"));
                 let addr = parse_addr(&value("--idle-client"));
@@ -122,6 +145,8 @@ fn main() {
         server: addr,
         smoke: args.smoke,
         duration: Duration::from_secs_f64(args.secs),
+        figures: args.figures,
+        count: args.count,
     };
     if !args.json {
         println!(
@@ -147,8 +172,10 @@ fn main() {
         }
         let mut figs = Vec::new();
         rt.block_on(figures::throughput(rt, ctx, &mut figs));
-        rt.block_on(figures::memory(rt, ctx, &mut figs));
-        figs.extend(idle_rss(rt, addr));
+        if ctx.wants(7) {
+            rt.block_on(figures::memory(rt, ctx, &mut figs));
+            figs.extend(idle_rss(rt, addr));
+        }
         if !args.json {
             for f in &figs {
                 println!("{}", f.line());
