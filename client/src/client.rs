@@ -18,14 +18,18 @@ use crate::driver::{Driver, DriverParts};
 use crate::error::Error;
 use crate::options::Options;
 use crate::runtime::{BoxFuture, Runtime};
-use crate::shared::{Command, Shared};
+use crate::shared::{Command, Outbox, Shared};
 
 /// What every handle of one client shares. Dropping the last one closes
 /// the `lifeline` channel, which tells the driver task to shut down.
 pub(crate) struct Inner {
     pub(crate) commands: Sender<Command>,
+    /// Fire-and-forget messaging answers (see [`Outbox`]).
+    pub(crate) outbox: Sender<Outbox>,
     pub(crate) shared: Arc<Shared>,
     pub(crate) listener_capacity: usize,
+    /// For the tasks of messaging handlers (`on_message`, `serve`, ...).
+    pub(crate) runtime: Arc<dyn Runtime>,
     done: async_channel::Receiver<()>,
     _lifeline: Sender<()>,
 }
@@ -78,6 +82,7 @@ impl Cachearoo {
         let epoch = std::time::Instant::now();
         let core = Client::new(options.core_config(), seed, Instant::ZERO);
         let (commands_tx, commands_rx) = async_channel::bounded(options.command_capacity.max(1));
+        let (outbox_tx, outbox_rx) = async_channel::unbounded();
         let (lifeline_tx, lifeline_rx) = async_channel::bounded(1);
         let (done_tx, done_rx) = async_channel::bounded(1);
         let shared = Arc::new(Shared::default());
@@ -88,6 +93,7 @@ impl Cachearoo {
             tls_options: options.tls.clone(),
             shared: shared.clone(),
             commands: commands_rx,
+            outbox: outbox_rx,
             lifeline: lifeline_rx,
             done: done_tx,
         });
@@ -95,8 +101,10 @@ impl Cachearoo {
         Cachearoo {
             inner: Arc::new(Inner {
                 commands: commands_tx,
+                outbox: outbox_tx,
                 shared,
                 listener_capacity: options.listener_capacity,
+                runtime,
                 done: done_rx,
                 _lifeline: lifeline_tx,
             }),

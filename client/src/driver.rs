@@ -15,22 +15,26 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use async_channel::{Receiver, Sender};
+use async_channel::{Receiver, Sender, TrySendError};
 use async_tungstenite::tungstenite::Message;
 use cachearoo_core::{
-    Client, Event, HttpRequest, HttpResponse, Instant, ListenerId, OpError, OpId, Reply, SocketId,
-    Transmit,
+    Client, ConsumerId, Event, HttpRequest, HttpResponse, Instant, JobAnswer, JobId, ListenerId,
+    MessagingError as CoreMessagingError, MessagingEvent, OpError, OpId, ReplierId, Reply,
+    RequestId, SocketId, Transmit,
 };
 use futures_lite::Stream;
 use futures_util::future::{AbortHandle, Abortable};
 use futures_util::stream::FuturesUnordered;
 use futures_util::Sink;
+use serde_json::Value;
 
 use crate::events::{BinaryEvent, ChangeEvent, ConnectionEvent};
+use crate::messaging::REPLIER_OVERLOADED;
 use crate::queue::LagSender;
 use crate::runtime::{BoxFuture, Runtime};
 use crate::shared::{
-    Command, DisconnectCallback, ListenerEntry, ListenerSink, Shared, TextCallback,
+    CallSink, Command, ConsumerEvent, ConsumerSink, DisconnectCallback, Endpoint, ListenerEntry,
+    ListenerSink, Outbox, Overflow, ReplierSink, Shared, TextCallback,
 };
 use crate::transport::{self, Tls, WsStream};
 
@@ -58,6 +62,13 @@ type HttpFuture = BoxFuture<
     ),
 >;
 
+/// A request or a job in flight, whose outcome a caller awaits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum CallId {
+    Request(RequestId),
+    Job(JobId),
+}
+
 /// A socket being closed: its close frame is flushed, then it is dropped.
 struct Closing {
     ws: WsStream,
@@ -74,6 +85,8 @@ pub(crate) struct Driver {
 
     // Receivers are boxed because async-channel's receiver is `!Unpin`.
     commands: Pin<Box<Receiver<Command>>>,
+    /// Fire-and-forget messaging answers and endpoint removals.
+    outbox: Pin<Box<Receiver<Outbox>>>,
     /// Closed when the last `Cachearoo`/`Connection` handle is dropped.
     lifeline: Pin<Box<Receiver<()>>>,
     /// Dropped when the driver ends: `close()` waits for that.
@@ -85,6 +98,9 @@ pub(crate) struct Driver {
     on_disconnect: Vec<DisconnectCallback>,
     on_pong: Vec<TextCallback>,
     subscribers: Vec<LagSender<ConnectionEvent>>,
+    calls: HashMap<CallId, CallSink>,
+    repliers: HashMap<ReplierId, ReplierSink>,
+    consumers: HashMap<ConsumerId, ConsumerSink>,
 
     connecting: Option<(SocketId, BoxFuture<'static, Result<WsStream, String>>)>,
     socket: Option<(SocketId, WsStream)>,
@@ -111,6 +127,7 @@ pub(crate) struct DriverParts {
     pub(crate) tls_options: crate::options::TlsOptions,
     pub(crate) shared: Arc<Shared>,
     pub(crate) commands: Receiver<Command>,
+    pub(crate) outbox: Receiver<Outbox>,
     pub(crate) lifeline: Receiver<()>,
     pub(crate) done: Sender<()>,
 }
@@ -125,6 +142,7 @@ impl Driver {
             tls: None,
             shared: parts.shared,
             commands: Box::pin(parts.commands),
+            outbox: Box::pin(parts.outbox),
             lifeline: Box::pin(parts.lifeline),
             _done: parts.done,
             replies: HashMap::new(),
@@ -133,6 +151,9 @@ impl Driver {
             on_disconnect: Vec::new(),
             on_pong: Vec::new(),
             subscribers: Vec::new(),
+            calls: HashMap::new(),
+            repliers: HashMap::new(),
+            consumers: HashMap::new(),
             connecting: None,
             socket: None,
             outgoing: VecDeque::new(),
@@ -202,6 +223,68 @@ impl Driver {
         busy
     }
 
+    /// Takes fire-and-forget messaging answers, under the same limits as
+    /// commands (a full socket queue pushes back; the outbox waits).
+    fn poll_outbox(&mut self, cx: &mut Context<'_>, now: Instant) -> bool {
+        let mut busy = false;
+        for _ in 0..BATCH {
+            if self.outgoing.len() >= MAX_OUTGOING
+                || self.http_queue.len() >= MAX_HTTP_QUEUED
+                || self.shutdown.is_some()
+            {
+                break;
+            }
+            match self.outbox.as_mut().poll_next(cx) {
+                Poll::Ready(Some(message)) => {
+                    busy = true;
+                    self.handle_outbox(now, message);
+                    self.drain_outputs(now);
+                }
+                Poll::Ready(None) | Poll::Pending => break,
+            }
+        }
+        busy
+    }
+
+    fn handle_outbox(&mut self, now: Instant, message: Outbox) {
+        // Send failures need no answer: the peer times out (documented on
+        // the handles), and `Closed` means the thing answered is gone.
+        let sent = match message {
+            Outbox::Reply { incoming, result } => self.core.reply(now, incoming, result),
+            Outbox::ReplyProgress { incoming, data } => {
+                self.core.send_progress(now, incoming, data)
+            }
+            Outbox::ForgetIncoming(incoming) => {
+                self.core.forget_incoming(now, incoming);
+                Ok(())
+            }
+            Outbox::Answer { task, answer } => {
+                self.core.answer_job_query(now, task, answer);
+                Ok(())
+            }
+            Outbox::JobProgress { task, data } => self.core.job_progress(now, task, data),
+            Outbox::JobDone { task, result } => self.core.job_done(now, task, result),
+            Outbox::Remove(endpoint) => {
+                match endpoint {
+                    Endpoint::Requestor(id) => self.core.remove_requestor(now, id),
+                    Endpoint::Replier(id) => {
+                        self.repliers.remove(&id);
+                        self.core.remove_replier(now, id);
+                    }
+                    Endpoint::Producer(id) => self.core.remove_producer(now, id),
+                    Endpoint::Consumer(id) => {
+                        self.consumers.remove(&id);
+                        self.core.remove_consumer(now, id);
+                    }
+                }
+                Ok(())
+            }
+        };
+        if let Err(e) = sent {
+            tracing::debug!(error = %e, "messaging answer not sent");
+        }
+    }
+
     fn handle_command(&mut self, now: Instant, command: Command) {
         match command {
             Command::Submit { op, options, reply } => {
@@ -269,6 +352,78 @@ impl Driver {
             Command::Close => {
                 tracing::debug!("close requested");
                 self.begin_shutdown(now);
+            }
+            Command::CreateRequestor {
+                channel,
+                timeout,
+                progress_timeout,
+                reply,
+            } => {
+                let id = self
+                    .core
+                    .create_requestor(now, &channel, timeout, progress_timeout);
+                if reply.try_send(id).is_err() {
+                    // The caller gave up waiting: nobody will ever use it.
+                    self.core.remove_requestor(now, id);
+                }
+            }
+            Command::Request {
+                requestor,
+                message,
+                sink,
+            } => {
+                // The sink is in place before the outputs are drained, so
+                // an immediate failure (not connected) finds it.
+                let id = self.core.request(now, requestor, message);
+                self.calls.insert(CallId::Request(id), sink);
+            }
+            Command::CreateReplier {
+                channel,
+                sink,
+                reply,
+            } => {
+                let id = self.core.create_replier(now, &channel);
+                self.repliers.insert(id, sink);
+                if reply.try_send(id).is_err() {
+                    self.repliers.remove(&id);
+                    self.core.remove_replier(now, id);
+                }
+            }
+            Command::CreateProducer {
+                channel,
+                timeout,
+                progress_timeout,
+                reply,
+            } => {
+                let id = self
+                    .core
+                    .create_producer(now, &channel, timeout, progress_timeout);
+                if reply.try_send(id).is_err() {
+                    self.core.remove_producer(now, id);
+                }
+            }
+            Command::AddJob {
+                producer,
+                job,
+                sink,
+            } => {
+                let id = self.core.add_job(now, producer, job);
+                self.calls.insert(CallId::Job(id), sink);
+            }
+            Command::CreateConsumer {
+                channel,
+                consumer_id,
+                sink,
+                reply,
+            } => {
+                let id = self
+                    .core
+                    .create_consumer(now, &channel, consumer_id.as_deref());
+                self.consumers.insert(id, sink);
+                if reply.try_send(id).is_err() {
+                    self.consumers.remove(&id);
+                    self.core.remove_consumer(now, id);
+                }
             }
         }
     }
@@ -355,6 +510,10 @@ impl Driver {
         let socket = *socket;
         let mut ws = Pin::new(ws);
         let mut failed = None;
+        // Commands and the outbox are not polled while the queue is full;
+        // once this write makes room they must be polled again in this
+        // poll, since nothing else would wake the task for them.
+        let was_full = self.outgoing.len() >= MAX_OUTGOING;
         while !self.outgoing.is_empty() {
             match ws.as_mut().poll_ready(cx) {
                 Poll::Pending => break,
@@ -387,7 +546,7 @@ impl Driver {
                 self.socket_lost(now, socket);
                 true
             }
-            None => false,
+            None => was_full && self.outgoing.len() < MAX_OUTGOING,
         }
     }
 
@@ -492,7 +651,7 @@ impl Driver {
             }
             while let Some(event) = self.core.poll_event() {
                 any = true;
-                self.handle_event(event);
+                self.handle_event(now, event);
             }
             if !any {
                 break;
@@ -564,7 +723,7 @@ impl Driver {
         self.socket.as_ref().is_some_and(|(s, _)| *s == socket)
     }
 
-    fn handle_event(&mut self, event: Event) {
+    fn handle_event(&mut self, now: Instant, event: Event) {
         match event {
             Event::Connected { server_id } => {
                 tracing::info!(%server_id, "connected");
@@ -660,11 +819,121 @@ impl Driver {
                 tracing::warn!(error = %e, "protocol error");
                 self.publish(ConnectionEvent::ProtocolError(e));
             }
-            // Messaging events (request–reply, competing consumers) only
-            // arise from endpoints created through the core's messaging API,
-            // which this layer does not expose yet; newer core events are
-            // ignored likewise.
+            Event::Messaging(event) => self.handle_messaging(now, event),
+            // Newer core events are ignored until this layer knows them.
             _ => {}
+        }
+    }
+
+    fn handle_messaging(&mut self, now: Instant, event: MessagingEvent) {
+        match event {
+            MessagingEvent::RequestProgress { request, data } => {
+                self.call_progress(CallId::Request(request), data)
+            }
+            MessagingEvent::RequestDone { request, result } => {
+                self.call_done(CallId::Request(request), result)
+            }
+            MessagingEvent::JobProgress { job, data } => self.call_progress(CallId::Job(job), data),
+            MessagingEvent::JobDone { job, result } => self.call_done(CallId::Job(job), result),
+            MessagingEvent::IncomingRequest {
+                replier,
+                incoming,
+                message,
+            } => {
+                let Some(sink) = self.repliers.get(&replier) else {
+                    self.core.forget_incoming(now, incoming);
+                    return;
+                };
+                match sink.tx.try_send((incoming, message)) {
+                    Ok(()) => {}
+                    Err(TrySendError::Full(_)) => match sink.overflow {
+                        Overflow::ErrorReply => {
+                            tracing::debug!(
+                                replier = replier.0,
+                                "replier queue full: request refused"
+                            );
+                            let refusal = Err(Value::from(REPLIER_OVERLOADED));
+                            if let Err(e) = self.core.reply(now, incoming, refusal) {
+                                tracing::debug!(error = %e, "refusal not sent");
+                            }
+                        }
+                        Overflow::Ignore => {
+                            tracing::debug!(
+                                replier = replier.0,
+                                "replier queue full: request ignored"
+                            );
+                            self.core.forget_incoming(now, incoming);
+                        }
+                    },
+                    // The replier's stream is gone; its removal is on the way.
+                    Err(TrySendError::Closed(_)) => {
+                        self.core.forget_incoming(now, incoming);
+                    }
+                }
+            }
+            MessagingEvent::JobQuery {
+                consumer,
+                task,
+                job,
+            } => {
+                // A removed consumer's tasks are gone from the core too.
+                let Some(sink) = self.consumers.get(&consumer) else {
+                    return;
+                };
+                // Too many unanswered queries: the application is behind.
+                // "No worker" makes the core ask again in ~100 ms, so the
+                // job is not lost to this consumer, and other consumers
+                // with free workers claim it first.
+                let queued = sink.tx.len() < sink.capacity
+                    && sink.tx.try_send(ConsumerEvent::Query { task, job }).is_ok();
+                if !queued {
+                    self.core
+                        .answer_job_query(now, task, JobAnswer::NoWorkerAvailable);
+                }
+            }
+            MessagingEvent::JobStarted {
+                consumer,
+                task,
+                job,
+            } => {
+                let delivered = self.consumers.get(&consumer).is_some_and(|sink| {
+                    sink.tx
+                        .try_send(ConsumerEvent::Started { task, job })
+                        .is_ok()
+                });
+                if !delivered {
+                    // Claimed, but nobody will work it: say so at once
+                    // rather than let the producer wait for its timeout.
+                    let _ = self.core.job_done(
+                        now,
+                        task,
+                        Err(Value::from("the consumer closed before the job started")),
+                    );
+                }
+            }
+            MessagingEvent::JobLost { consumer, task } => {
+                if let Some(sink) = self.consumers.get(&consumer) {
+                    let _ = sink.tx.try_send(ConsumerEvent::Lost { task });
+                }
+            }
+        }
+    }
+
+    fn call_progress(&mut self, id: CallId, data: Value) {
+        if let Some(CallSink {
+            progress: Some(tx), ..
+        }) = self.calls.get(&id)
+        {
+            // A dropped progress stream only means nobody watches progress.
+            tx.send(data);
+        }
+    }
+
+    fn call_done(&mut self, id: CallId, result: Result<Value, CoreMessagingError>) {
+        // Removing the sink also drops its progress sender: the progress
+        // stream ends after the values already queued.
+        if let Some(sink) = self.calls.remove(&id) {
+            let _ = sink.done.try_send(result);
         }
     }
 
@@ -694,6 +963,11 @@ impl Driver {
         self.timer = None;
         self.replies.clear();
         self.sinks.clear();
+        self.calls.clear();
+        self.repliers.clear();
+        self.consumers.clear();
+        self.outbox.close();
+        while self.outbox.try_recv().is_ok() {}
         self.subscribers.clear();
         self.on_connect.clear();
         self.on_disconnect.clear();
@@ -733,6 +1007,9 @@ impl Future for Driver {
             if this.shutdown.is_some() {
                 continue;
             }
+            // The outbox first: a handle's answers were made before any
+            // later command of the same caller.
+            busy |= this.poll_outbox(cx, now);
             busy |= this.remove_dropped_listeners(now);
             busy |= this.poll_commands(cx, now);
             if this.shutdown.is_some() {

@@ -2,6 +2,8 @@
 
 use cachearoo_core::{OpError, SendError};
 
+use crate::messaging::MessagingError;
+
 /// Everything a client call can fail with.
 ///
 /// Operation failures from the protocol (not found, already exists, not
@@ -27,6 +29,9 @@ pub enum Error {
     /// A certificate given in the TLS options could not be parsed.
     #[error("invalid certificate: {0}")]
     InvalidCertificate(String),
+    /// A request, job or other messaging call failed (see [`crate::messaging`]).
+    #[error(transparent)]
+    Messaging(#[from] MessagingError),
 }
 
 impl Error {
@@ -62,7 +67,9 @@ impl Error {
     pub fn is_closed(&self) -> bool {
         matches!(
             self,
-            Error::Op(OpError::Closed) | Error::Send(SendError::Closed)
+            Error::Op(OpError::Closed)
+                | Error::Send(SendError::Closed)
+                | Error::Messaging(MessagingError::Closed)
         )
     }
 }

@@ -93,6 +93,13 @@
 //! stream yields `Err(Lagged(n))` with the number dropped before the next
 //! event. Frames waiting for the socket are bounded too (new commands wait).
 //!
+//! # Messaging
+//!
+//! Request–reply ([`Requestor`], [`Replier`]) and competing consumers
+//! ([`Producer`], [`CompetingConsumer`]) work with the JS and C++ clients'
+//! endpoints on the same channels; see the [`messaging`] module for the
+//! delivery guarantees.
+//!
 //! # Logging
 //!
 //! The driver emits [`tracing`] events for connection attempts,
@@ -106,6 +113,7 @@ mod connection;
 mod driver;
 mod error;
 mod events;
+pub mod messaging;
 mod options;
 mod queue;
 mod runtime;
@@ -118,6 +126,11 @@ pub use error::{Error, Result};
 pub use events::{
     BinaryEvent, BinaryListener, ChangeEvent, ConnectionEvent, ConnectionEvents, DisconnectReason,
     Listener, ListenerId, ProtocolError,
+};
+pub use messaging::{
+    CompetingConsumer, InFlight, IncomingRequest, JobDone, JobProgress, JobQueryCallback,
+    MessagingError, Overflow, Producer, Replier, ReplierOptions, Reply, ReplyProgress, Requestor,
+    Worker, JOB_NOT_SUPPORTED, NO_WORKER_AVAILABLE, REPLIER_OVERLOADED,
 };
 pub use options::{Options, TlsOptions};
 pub use queue::Lagged;

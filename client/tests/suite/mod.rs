@@ -5,6 +5,7 @@
 
 #![allow(dead_code)]
 
+pub mod messaging;
 pub mod support;
 
 use std::future::IntoFuture;
@@ -21,6 +22,7 @@ use futures_lite::StreamExt;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
+pub use messaging::*;
 use support::*;
 
 /// Instantiates every test of the suite for one runtime:
@@ -34,7 +36,11 @@ macro_rules! real_socket_suite {
             wildcards_and_deletes, listener_removal, signal_events_between_clients,
             binary_events_between_clients, ping_pong, listeners_before_server_is_up,
             server_restart, pipelining_1000_operations, rest_burst, tls_with_private_ca, wrong_api_key,
-            close_ends_everything, dropping_last_handle_ends_driver, unresponsive_server_times_out, slow_listener_lags);
+            close_ends_everything, dropping_last_handle_ends_driver, unresponsive_server_times_out, slow_listener_lags,
+            request_progress_reply, request_timeouts_and_late_replies, two_repliers_one_channel,
+            replier_overflow, string_data_interop, competing_consumers_100_jobs, job_not_supported,
+            no_worker_free_for_a_while, serve_with_a_concurrency_limit, consumer_disconnects_mid_job,
+            messaging_close_and_offline);
     };
     (@each $rt:expr, $block_on:path; $($name:ident),* $(,)?) => {
         $(
