@@ -288,10 +288,14 @@ impl Run {
             self.m[i].requests.insert(id, (msg, None));
             self.stats.requests += 1;
         } else if let Some(p) = self.m[i].producer {
-            let job = json!({ "job": self.tag("j") });
-            let id = self.w.clients[i].core.add_job(now, p, job.clone());
-            self.m[i].jobs.insert(id, (job, None));
-            self.stats.jobs += 1;
+            // Jobs come in bursts, so consumers run out of workers and
+            // have to wait (NO_WORKER_AVAILABLE) while faults happen.
+            for _ in 0..1 + self.rng.below_inclusive(4) {
+                let job = json!({ "job": self.tag("j") });
+                let id = self.w.clients[i].core.add_job(now, p, job.clone());
+                self.m[i].jobs.insert(id, (job, None));
+                self.stats.jobs += 1;
+            }
         }
         self.w.pump_client(i);
         Ok(())
@@ -486,7 +490,7 @@ impl Run {
                 if n > 1 {
                     return Err(self.fail(format!("job {tag} worked {n} times")));
                 }
-                let d = Duration::from_millis(self.rng.below_inclusive(400));
+                let d = Duration::from_millis(self.rng.below_inclusive(1200));
                 self.m[i].working.insert(task, now + d);
                 // Remember the job to answer with it.
                 self.m[i]

@@ -565,3 +565,80 @@ fn consumer_dies_mid_job_producer_times_out_cleanly() {
     assert_eq!(w.clients[0].core.pending_operations(), 0);
     let _ = RequestId(0);
 }
+
+/// A consumer that was disconnected while another claimed, finished and
+/// cleaned up a job missed the job's delete event; when it later gets a free
+/// worker it must not claim (and work) the job a second time.
+#[test]
+fn a_consumer_that_missed_the_delete_never_works_a_job_twice() {
+    let mut w = world(8, 3);
+    let now = w.now;
+    let producer = w.clients[0]
+        .core
+        .create_producer(now, "twice", 10 * S, 10 * S);
+    w.clients[1].core.create_consumer(now, "twice", Some("a"));
+    w.clients[2].core.create_consumer(now, "twice", Some("b"));
+    for i in 0..3 {
+        w.pump_client(i);
+    }
+    w.run_for(Duration::from_millis(50));
+    let job = w.clients[0].core.add_job(w.now, producer, json!("once"));
+    w.pump_client(0);
+    w.run_for(Duration::from_millis(60));
+    let query = |w: &mut World, i: usize| match messaging_events(w, i).as_slice() {
+        [MessagingEvent::JobQuery { task, .. }] => *task,
+        other => panic!("client {i}: {other:?}"),
+    };
+    let (ta, tb) = (query(&mut w, 1), query(&mut w, 2));
+    // B has no worker free; then B's link drops before A claims.
+    w.clients[2]
+        .core
+        .answer_job_query(w.now, tb, JobAnswer::NoWorkerAvailable);
+    w.pump_client(2);
+    w.drop_connection(2);
+    w.clients[1]
+        .core
+        .answer_job_query(w.now, ta, JobAnswer::Accept);
+    w.pump_client(1);
+    w.run_for(Duration::from_millis(30));
+    assert!(matches!(
+        messaging_events(&mut w, 1).as_slice(),
+        [MessagingEvent::JobStarted { .. }]
+    ));
+    w.clients[1]
+        .core
+        .job_done(w.now, ta, Ok(json!("done by a")))
+        .unwrap();
+    w.pump_client(1);
+    w.run_for(Duration::from_millis(50));
+    assert_eq!(
+        messaging_events(&mut w, 0),
+        vec![MessagingEvent::JobDone {
+            job,
+            result: Ok(json!("done by a"))
+        }]
+    );
+    // B reconnects and keeps asking; now it has a worker.
+    w.run_for(S);
+    let mut started = 0;
+    let mut lost = 0;
+    for _ in 0..20 {
+        for e in messaging_events(&mut w, 2) {
+            match e {
+                MessagingEvent::JobQuery { task, .. } => {
+                    w.clients[2]
+                        .core
+                        .answer_job_query(w.now, task, JobAnswer::Accept);
+                    w.pump_client(2);
+                }
+                MessagingEvent::JobStarted { .. } => started += 1,
+                MessagingEvent::JobLost { .. } => lost += 1,
+                other => panic!("{other:?}"),
+            }
+        }
+        w.run_for(Duration::from_millis(100));
+    }
+    assert_eq!(started, 0, "the job was worked twice");
+    assert_eq!(lost, 1, "B's reserved worker is released");
+    assert!(w.clients[2].core.messaging_idle());
+}

@@ -21,7 +21,11 @@ fn env_u64(name: &str, default: u64) -> u64 {
 /// Seeds that found bugs (see the README's simulation section for each):
 /// - 29: a replier that missed a request (disconnected) took another
 ///   replier's reply for a new request.
-const REGRESSIONS: &[u64] = &[29];
+/// - 76: a consumer that missed a job's delete event (disconnected) claimed
+///   and worked the job again after another consumer had finished it.
+/// - 428: the same double work without a disconnect: the claimer's remove of
+///   the job was lost, so a waiting consumer never saw a delete.
+const REGRESSIONS: &[u64] = &[29, 76, 428];
 
 fn budget(default_seeds: u64, default_seconds: u64) {
     let start = env_u64("SIM_START", 0);

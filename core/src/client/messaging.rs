@@ -112,6 +112,10 @@ pub(crate) enum InternalOp {
     JobWrite(JobId),
     /// A consumer's claim (failIfExists status write).
     Claim(TaskId),
+    /// A consumer's read of the job right after its claim succeeded.
+    Verify(TaskId),
+    /// The producer's removal of a finished job; the status key goes next.
+    JobCleanup(u64),
     /// Housekeeping whose result changes nothing (removes, status updates).
     Housekeeping,
 }
@@ -354,6 +358,8 @@ enum TaskState {
     Asked,
     /// Claim write in flight.
     Claiming,
+    /// Claimed; reading the job to make sure the claim is not a late one.
+    Verifying,
     /// Claimed: the application works it.
     Working,
 }
@@ -384,6 +390,8 @@ pub(crate) struct Messaging {
     job_keys: BTreeMap<(ProducerId, String), JobId>,
     consumers: BTreeMap<ConsumerId, Consumer>,
     tasks: BTreeMap<TaskId, Task>,
+    /// Finished jobs whose status key is removed once the job is: `(channel, key)`.
+    cleanups: BTreeMap<u64, (String, String)>,
     timers: BTreeSet<(Instant, Timer)>,
 }
 
@@ -403,6 +411,7 @@ impl Messaging {
             && self.jobs.is_empty()
             && self.tasks.is_empty()
             && self.incoming.is_empty()
+            && self.cleanups.is_empty()
     }
 }
 
@@ -687,13 +696,20 @@ impl Client {
         let channel = m.producers.get(&j.producer).map(|p| p.channel.clone());
         if let Some(channel) = channel {
             match &result {
-                // Done: the status key has served its purpose.
+                // Done: remove the job (its claimer normally has; if that
+                // remove was lost, consumers still waiting would otherwise
+                // keep it), then the status key, in that order, so that a
+                // late claim always finds the job gone.
                 Ok(_) | Err(MessagingError::Remote(_)) => {
+                    let cleanup = self.messaging.next();
+                    self.messaging
+                        .cleanups
+                        .insert(cleanup, (channel.clone(), j.key.clone()));
                     self.internal_op(
                         now,
-                        status_bucket(&channel),
+                        jobs_bucket(&channel),
                         Operation::Remove { key: j.key },
-                        InternalOp::Housekeeping,
+                        InternalOp::JobCleanup(cleanup),
                     );
                 }
                 // Timed out: take back the job if nobody claimed it.
@@ -751,32 +767,8 @@ impl Client {
             return;
         }
         match answer {
-            JobAnswer::Accept if t.gone => {
-                let consumer = t.consumer;
-                self.drop_task(task);
-                self.messaging_event(MessagingEvent::JobLost { consumer, task });
-            }
-            JobAnswer::Accept => {
-                t.state = TaskState::Claiming;
-                let (consumer, key) = (t.consumer, t.key.clone());
-                let Some(c) = self.messaging.consumers.get(&consumer) else {
-                    return;
-                };
-                let status =
-                    status_object(&c.consumer_id, false, Value::Null, Value::Null, Value::Null);
-                let bucket = status_bucket(&c.channel);
-                self.internal_op(
-                    now,
-                    bucket,
-                    Operation::Write {
-                        key,
-                        value: Some(status),
-                        fail_if_exists: true,
-                        expire_session: false,
-                    },
-                    InternalOp::Claim(task),
-                );
-            }
+            JobAnswer::Accept if t.gone => self.lose_task(task),
+            JobAnswer::Accept => self.claim(now, task),
             JobAnswer::NotSupported => self.drop_task(task),
             JobAnswer::NoWorkerAvailable if t.gone => self.drop_task(task),
             JobAnswer::NoWorkerAvailable => {
@@ -785,6 +777,40 @@ impl Client {
                     .timers
                     .insert((now + REQUERY_INTERVAL, Timer::Query(task)));
             }
+        }
+    }
+
+    /// Writes the claim (a failIfExists status write) for an accepted task.
+    fn claim(&mut self, now: Instant, task: TaskId) {
+        let Some(t) = self.messaging.tasks.get_mut(&task) else {
+            return;
+        };
+        t.state = TaskState::Claiming;
+        let (consumer, key) = (t.consumer, t.key.clone());
+        let Some(c) = self.messaging.consumers.get(&consumer) else {
+            return;
+        };
+        let status = status_object(&c.consumer_id, false, Value::Null, Value::Null, Value::Null);
+        let bucket = status_bucket(&c.channel);
+        self.internal_op(
+            now,
+            bucket,
+            Operation::Write {
+                key,
+                value: Some(status),
+                fail_if_exists: true,
+                expire_session: false,
+            },
+            InternalOp::Claim(task),
+        );
+    }
+
+    /// Drops an accepted task and tells the application to release its worker.
+    fn lose_task(&mut self, task: TaskId) {
+        if let Some(t) = self.messaging.tasks.get(&task) {
+            let consumer = t.consumer;
+            self.drop_task(task);
+            self.messaging_event(MessagingEvent::JobLost { consumer, task });
         }
     }
 
@@ -1145,31 +1171,83 @@ impl Client {
                 let Some(t) = self.messaging.tasks.get_mut(&task) else {
                     return;
                 };
-                let consumer = t.consumer;
                 match result {
                     Ok(_) => {
-                        t.state = TaskState::Working;
-                        let (key, job) = (t.key.clone(), t.job.clone());
-                        if let Some(c) = self.messaging.consumers.get(&consumer) {
-                            let bucket = jobs_bucket(&c.channel);
-                            self.internal_op(
-                                now,
-                                bucket,
-                                Operation::Remove { key },
-                                InternalOp::Housekeeping,
-                            );
+                        // Read the job before working it: a claim can only
+                        // succeed late if the job was already finished and
+                        // removed (found by the simulation, seed 76 and 428).
+                        t.state = TaskState::Verifying;
+                        let key = t.key.clone();
+                        let Some(c) = self.messaging.consumers.get(&t.consumer) else {
+                            return;
+                        };
+                        let bucket = jobs_bucket(&c.channel);
+                        self.internal_op(
+                            now,
+                            bucket,
+                            Operation::Read { key },
+                            InternalOp::Verify(task),
+                        );
+                    }
+                    // Lost to another consumer (or could not claim): release.
+                    Err(_) => self.lose_task(task),
+                }
+            }
+            InternalOp::Verify(task) => {
+                let Some(t) = self.messaging.tasks.get_mut(&task) else {
+                    return;
+                };
+                let (consumer, key, job) = (t.consumer, t.key.clone(), t.job.clone());
+                let Some(channel) = self
+                    .messaging
+                    .consumers
+                    .get(&consumer)
+                    .map(|c| c.channel.clone())
+                else {
+                    return;
+                };
+                match result {
+                    Ok(_) => {
+                        if let Some(t) = self.messaging.tasks.get_mut(&task) {
+                            t.state = TaskState::Working;
                         }
+                        self.internal_op(
+                            now,
+                            jobs_bucket(&channel),
+                            Operation::Remove { key },
+                            InternalOp::Housekeeping,
+                        );
                         self.messaging_event(MessagingEvent::JobStarted {
                             consumer,
                             task,
                             job,
                         });
                     }
-                    // Lost to another consumer (or could not claim): release.
-                    Err(_) => {
-                        self.drop_task(task);
-                        self.messaging_event(MessagingEvent::JobLost { consumer, task });
+                    Err(OpError::NotFound) => {
+                        // The job is gone: our claim came after another
+                        // consumer finished it (the producer had removed its
+                        // status key) or after the producer gave up. Take the
+                        // claim back and do not work it.
+                        self.internal_op(
+                            now,
+                            status_bucket(&channel),
+                            Operation::Remove { key },
+                            InternalOp::Housekeeping,
+                        );
+                        self.lose_task(task);
                     }
+                    // Cannot tell: never risk working a job twice.
+                    Err(_) => self.lose_task(task),
+                }
+            }
+            InternalOp::JobCleanup(cleanup) => {
+                if let Some((channel, key)) = self.messaging.cleanups.remove(&cleanup) {
+                    self.internal_op(
+                        now,
+                        status_bucket(&channel),
+                        Operation::Remove { key },
+                        InternalOp::Housekeeping,
+                    );
                 }
             }
             InternalOp::Housekeeping => {}
@@ -1225,6 +1303,7 @@ impl Client {
         }
         self.messaging.tasks.clear();
         self.messaging.incoming.clear();
+        self.messaging.cleanups.clear();
         self.messaging.timers.clear();
     }
 }
