@@ -112,9 +112,12 @@ impl Drop for RequestorInner {
 
 impl Requestor {
     /// Creates a requestor on `channel` of `cro`'s server. It subscribes to
-    /// replies and progress at once (before any request is sent, so no
-    /// early reply can be missed), connected or not. Fails only with
+    /// replies and progress at once, connected or not. Fails only with
     /// [`MessagingError::Closed`] when the client is closed.
+    ///
+    /// Async because it returns once the client's driver has registered
+    /// the requestor: its subscription then goes out before any of its
+    /// requests, so no reply can arrive before the server knows to send it.
     pub async fn new(
         cro: &Cachearoo,
         channel: impl Into<String>,

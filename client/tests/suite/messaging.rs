@@ -624,11 +624,19 @@ pub async fn job_not_supported<R: Runtime + Clone>(rt: R) {
         settled(&rt, &cs[i + 1]).await;
         consumers.push(consumer);
     }
-    let producer = Producer::new(&cs[0], "ns", Duration::from_millis(800), LONG)
+    let producer = Producer::new(&cs[0], "ns", LONG, LONG)
+        .await
+        .expect("producer");
+    // Only the unsupported job's producer is impatient.
+    let impatient = Producer::new(&cs[0], "ns", Duration::from_millis(800), LONG)
         .await
         .expect("producer");
     let run = |n: i64, kind: &'static str| {
-        let producer = producer.clone();
+        let producer = if kind == "c" {
+            impatient.clone()
+        } else {
+            producer.clone()
+        };
         async move {
             producer
                 .add_job::<_, Value>(&json!({"n": n, "kind": kind}))
