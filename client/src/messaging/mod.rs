@@ -50,14 +50,22 @@
 //!   requestor that is disconnected when it sends fails at once with
 //!   [`MessagingError::NotConnected`]; one that loses its connection while
 //!   waiting times out (the reply, sent while it was away, is gone).
-//! - **Jobs** are written to the server's store, so a job survives the
-//!   producer's and the consumers' disconnects until it is claimed: a
-//!   consumer that connects (or reconnects) sees only *new* jobs, though.
-//!   Exactly one consumer wins the claim (a `failIfExists` write); losers
-//!   release their worker. A consumer that dies after its claim takes the
-//!   job with it: the producer fails with a timeout (or progress timeout)
-//!   and the job is not retried. A producer that times out before any
-//!   claim removes its job, so it does not run later.
+//! - **Jobs** are written to the server's store (over REST while the
+//!   producer's WebSocket is down) and offered to the consumers subscribed
+//!   when the write's event goes out. A consumer that subscribes (or
+//!   reconnects) later is not offered jobs written before: a job written
+//!   while no consumer listens stays unclaimed until its producer times
+//!   out and removes it. Exactly one consumer wins a job's claim (a
+//!   `failIfExists` write); the others release their worker. Progress and
+//!   done are status writes, which go over REST while the consumer's
+//!   WebSocket is down, so a consumer that only loses its connection
+//!   mid-job still reports (a write cut off with the connection is not
+//!   repeated, though: it may have been applied); the producer must be connected to see them
+//!   (status is followed through events), or it times out. A consumer that
+//!   dies after its claim takes the job with it: the producer fails with a
+//!   progress timeout or timeout, and the job is not retried. A producer
+//!   that dies leaves its job behind: a consumer may still work it, and its
+//!   status key stays in the store.
 //! - Dropping an endpoint removes it: its pending requests or jobs fail
 //!   with [`MessagingError::Closed`], and so does everything pending when
 //!   the client closes.
