@@ -1241,7 +1241,11 @@ impl Client {
                 }
             }
             InternalOp::JobCleanup(cleanup) => {
-                if let Some((channel, key)) = self.messaging.cleanups.remove(&cleanup) {
+                let entry = self.messaging.cleanups.remove(&cleanup);
+                // Only once the job is surely gone may its status key go: a
+                // status key left behind is a little garbage; a job without
+                // its status key could be claimed again.
+                if let (Some((channel, key)), Ok(_)) = (entry, result) {
                     self.internal_op(
                         now,
                         status_bucket(&channel),
