@@ -101,3 +101,22 @@ pub fn rss_bytes() -> Option<u64> {
     let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kib * 1024)
 }
+
+/// CPU time (user + system, all threads) this process has used, from
+/// `/proc/self/stat`, in seconds (`None` where there is no procfs).
+///
+/// The server runs in this process too, so over a timed loop this is the
+/// CPU the whole exchange cost, client and server together; divided by
+/// the operations it tells CPU-bound loops from latency-bound ones.
+pub fn cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name (which is in parentheses and may hold
+    // spaces): state is field 3, utime 14 and stime 15.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let mut fields = rest.split_whitespace().skip(11);
+    let utime: f64 = fields.next()?.parse().ok()?;
+    let stime: f64 = fields.next()?.parse().ok()?;
+    // Linux reports these in USER_HZ, which is 100 on every mainstream
+    // configuration.
+    Some((utime + stime) / 100.0)
+}

@@ -111,14 +111,13 @@ async fn serve(stream: smol::net::TcpStream, mode: Mode, received: Arc<AtomicU64
     }
     while let Some(Ok(msg)) = ws.next().await {
         received.fetch_add(1, Ordering::AcqRel);
-        match (mode, msg) {
-            (Mode::Echo, m @ (Message::Text(_) | Message::Binary(_))) => {
-                if ws.send(m).await.is_err() {
-                    return;
-                }
-            }
-            (_, Message::Close(_)) => return,
-            _ => {}
+        let reply = match msg {
+            Message::Close(_) => return,
+            m @ (Message::Text(_) | Message::Binary(_)) if mode == Mode::Echo => m,
+            _ => continue,
+        };
+        if ws.send(reply).await.is_err() {
+            return;
         }
     }
 }

@@ -6,7 +6,7 @@ use std::future::IntoFuture;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use cachearoo::{Cachearoo, Options};
+use cachearoo::{Cachearoo, CompetingConsumer, Options, Producer, Replier, Requestor};
 use cachearoo_core::{Event, JobAnswer, MessagingEvent, OpOptions, Operation};
 use futures_lite::StreamExt;
 use futures_util::stream::FuturesUnordered;
@@ -59,9 +59,9 @@ impl Ctx {
         }
     }
 
-    fn spent(&self, start: Instant, count: u64) -> bool {
+    fn spent(&self, meter: &Meter, count: u64) -> bool {
         match self.budget() {
-            Budget::Time(d) => start.elapsed() >= d,
+            Budget::Time(d) => meter.elapsed() >= d,
             Budget::Count(n) => count >= n,
         }
     }
@@ -89,6 +89,51 @@ fn rate(ops: u64, elapsed: Duration) -> f64 {
     ops as f64 / elapsed.as_secs_f64().max(1e-9)
 }
 
+/// Wall clock and process CPU at the start of a timed loop.
+#[derive(Debug, Clone, Copy)]
+struct Meter {
+    start: Instant,
+    cpu: Option<f64>,
+}
+
+/// A timed loop's result: operations per second, and the CPU time the
+/// whole process (client, server, bench) spent per operation.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Rate {
+    per_sec: f64,
+    cpu_us: Option<f64>,
+}
+
+impl Meter {
+    fn start() -> Meter {
+        Meter {
+            start: Instant::now(),
+            cpu: crate::alloc::cpu_seconds(),
+        }
+    }
+
+    fn elapsed(&self) -> Duration {
+        self.start.elapsed()
+    }
+
+    /// The rate of `ops` operations since the start.
+    fn rate(&self, ops: u64) -> Rate {
+        self.rate_over(ops, self.elapsed())
+    }
+
+    fn rate_over(&self, ops: u64, elapsed: Duration) -> Rate {
+        let cpu_us = match (self.cpu, crate::alloc::cpu_seconds()) {
+            // Below 5 clock ticks the figure is mostly rounding: omit it.
+            (Some(a), Some(b)) if ops > 0 && b - a >= 0.05 => Some((b - a) * 1e6 / ops as f64),
+            _ => None,
+        };
+        Rate {
+            per_sec: rate(ops, elapsed),
+            cpu_us,
+        }
+    }
+}
+
 fn options(addr: SocketAddr) -> Options {
     Options::new()
         .address(addr)
@@ -112,25 +157,37 @@ struct Fig<'a> {
 }
 
 impl Fig<'_> {
+    /// Records a figure; a rate's CPU per operation goes into its note.
     fn push(
         &mut self,
         figure: u8,
         name: impl Into<String>,
-        value: f64,
+        value: Rate,
         unit: &'static str,
-        baseline: Option<(&str, f64)>,
+        baseline: Option<(&str, Rate)>,
     ) -> &mut Figure {
         self.out.push(Figure {
             runtime: self.rt.name(),
             figure,
             name: name.into(),
-            value,
+            value: value.per_sec,
             unit,
-            baseline: baseline.map(|(n, v)| (n.to_string(), v)),
-            note: None,
+            baseline: baseline.map(|(n, v)| (n.to_string(), v.per_sec)),
+            note: value
+                .cpu_us
+                .map(|us| format!("CPU {us:.1} µs/op, whole process")),
         });
         let last = self.out.len() - 1;
         &mut self.out[last]
+    }
+}
+
+impl From<f64> for Rate {
+    fn from(per_sec: f64) -> Rate {
+        Rate {
+            per_sec,
+            cpu_us: None,
+        }
     }
 }
 
@@ -143,14 +200,15 @@ pub async fn throughput(rt: Rt, ctx: Ctx, out: &mut Vec<Figure>) {
     let frame = raw::read_frame("bench", "k1");
     let c = client(rt, ctx.server).await;
     c.write("k1", &record()).await.expect("write k1");
-    // Figures 4 and 5 are compared with the echo round trip too.
-    let mut echo_rtt = 0.0;
+    // Figure 4 is compared with the echo round trip too.
+    let mut echo_rtt = Rate::default();
     if ctx.wants(1) || ctx.wants(4) {
         let ws = raw::connect(rt, echo.addr(), false).await;
         let _ = raw::pipelined(ws, &frame, 1, Budget::Count(ctx.warmup())).await;
         let ws = raw::connect(rt, echo.addr(), false).await;
+        let meter = Meter::start();
         let (n, t) = raw::pipelined(ws, &frame, 1, ctx.budget()).await;
-        echo_rtt = rate(n, t);
+        echo_rtt = meter.rate_over(n, t);
         f.push(
             1,
             "raw WebSocket echo round trips (the limit)",
@@ -199,21 +257,21 @@ pub async fn throughput(rt: Rt, ctx: Ctx, out: &mut Vec<Figure>) {
     }
 
     // ---- 2. pipelining ----------------------------------------------------
-    let mut seq_pipelined = 0.0;
+    let mut sequential = Rate::default();
     for window in [1usize, 16, 64, 256] {
         if !ctx.wants(2) {
             break;
         }
         let v = pipelined_reads(&c, window, ctx).await;
         if window == 1 {
-            seq_pipelined = v;
+            sequential = v;
         }
         f.push(
             2,
             format!("client read, {window} in flight"),
             v,
             "ops/s",
-            Some(("sequential", seq_pipelined)),
+            Some(("sequential", sequential)),
         );
     }
     c.close().await;
@@ -239,11 +297,13 @@ pub async fn throughput(rt: Rt, ctx: Ctx, out: &mut Vec<Figure>) {
     }
 
     // ---- 4. request–reply ----------------------------------------------------
+    // Through the client's messaging API, and with the core's state machine
+    // driven directly (no async layer) to show what that layer costs.
     if ctx.wants(4) {
         let seq_rr = request_reply(rt, ctx, 1).await;
         f.push(
             4,
-            "request–reply, sequential (core-driven)",
+            "request–reply, sequential",
             seq_rr,
             "rt/s",
             Some(("echo", echo_rtt)),
@@ -251,10 +311,26 @@ pub async fn throughput(rt: Rt, ctx: Ctx, out: &mut Vec<Figure>) {
         let rr16 = request_reply(rt, ctx, 16).await;
         f.push(
             4,
-            "request–reply, 16 in flight (core-driven)",
+            "request–reply, 16 in flight",
             rr16,
             "rt/s",
             Some(("sequential", seq_rr)),
+        );
+        let core_seq = core_request_reply(rt, ctx, 1).await;
+        f.push(
+            4,
+            "request–reply, sequential (core-driven)",
+            core_seq,
+            "rt/s",
+            Some(("echo", echo_rtt)),
+        );
+        let core16 = core_request_reply(rt, ctx, 16).await;
+        f.push(
+            4,
+            "request–reply, 16 in flight (core-driven)",
+            core16,
+            "rt/s",
+            Some(("sequential", core_seq)),
         );
     }
 
@@ -266,8 +342,16 @@ pub async fn throughput(rt: Rt, ctx: Ctx, out: &mut Vec<Figure>) {
         if !ctx.wants(5) {
             break;
         }
+        let bound = Rate::from(in_flight as f64 / 0.004);
         let v = competing_consumers(rt, ctx, 4, in_flight).await;
-        let bound = in_flight as f64 / 0.004;
+        f.push(
+            5,
+            format!("competing consumers, 1 producer × 4 consumers, {in_flight} in flight"),
+            v,
+            "jobs/s",
+            Some(("spread bound", bound)),
+        );
+        let v = core_competing_consumers(rt, ctx, 4, in_flight).await;
         f.push(
             5,
             format!("competing consumers, 1 producer × 4 consumers, {in_flight} in flight (core-driven)"),
@@ -307,31 +391,31 @@ pub async fn throughput(rt: Rt, ctx: Ctx, out: &mut Vec<Figure>) {
     drop(echo);
 }
 
-async fn sequential_reads(c: &Cachearoo, ctx: Ctx) -> f64 {
+async fn sequential_reads(c: &Cachearoo, ctx: Ctx) -> Rate {
     for _ in 0..ctx.warmup() {
         let _: Value = c.read("k1").await.expect("read k1");
     }
-    let start = Instant::now();
+    let meter = Meter::start();
     let mut n = 0;
-    while !ctx.spent(start, n) {
+    while !ctx.spent(&meter, n) {
         let v: Value = c.read("k1").await.expect("read k1");
         debug_assert!(v.is_object());
         n += 1;
     }
-    rate(n, start.elapsed())
+    meter.rate(n)
 }
 
-async fn core_sequential_reads(core: &mut CoreConn, ctx: Ctx) -> f64 {
+async fn core_sequential_reads(core: &mut CoreConn, ctx: Ctx) -> Rate {
     core_reads(core, Budget::Count(ctx.warmup())).await;
     core_reads(core, ctx.budget()).await
 }
 
 /// Sequential reads through the core driven directly; reads per second.
-async fn core_reads(core: &mut CoreConn, budget: Budget) -> f64 {
-    let start = Instant::now();
+async fn core_reads(core: &mut CoreConn, budget: Budget) -> Rate {
+    let meter = Meter::start();
     let mut n = 0u64;
     while match budget {
-        Budget::Time(d) => start.elapsed() < d,
+        Budget::Time(d) => meter.elapsed() < d,
         Budget::Count(c) => n < c,
     } {
         let now = core.now();
@@ -353,17 +437,17 @@ async fn core_reads(core: &mut CoreConn, budget: Budget) -> f64 {
         }
         n += 1;
     }
-    rate(n, start.elapsed())
+    meter.rate(n)
 }
 
-async fn pipelined_reads(c: &Cachearoo, window: usize, ctx: Ctx) -> f64 {
+async fn pipelined_reads(c: &Cachearoo, window: usize, ctx: Ctx) -> Rate {
     let warm = ctx.warmup().max(window as u64 * 2);
     let run = |budget: Budget| async move {
-        let start = Instant::now();
+        let meter = Meter::start();
         let mut in_flight = FuturesUnordered::new();
         let (mut sent, mut done) = (0u64, 0u64);
         let may_send = |sent: u64| match budget {
-            Budget::Time(d) => start.elapsed() < d,
+            Budget::Time(d) => meter.elapsed() < d,
             Budget::Count(n) => sent < n,
         };
         loop {
@@ -379,7 +463,7 @@ async fn pipelined_reads(c: &Cachearoo, window: usize, ctx: Ctx) -> f64 {
                 None => break,
             }
         }
-        rate(done, start.elapsed())
+        meter.rate(done)
     };
     run(Budget::Count(warm)).await;
     run(ctx.budget()).await
@@ -387,7 +471,7 @@ async fn pipelined_reads(c: &Cachearoo, window: usize, ctx: Ctx) -> f64 {
 
 /// One writer, `listeners` listening clients; events delivered per second
 /// (all listeners together) and the number not delivered.
-async fn fan_out(rt: Rt, ctx: Ctx, listeners: usize) -> (f64, u64) {
+async fn fan_out(rt: Rt, ctx: Ctx, listeners: usize) -> (Rate, u64) {
     let events: u64 = if ctx.smoke {
         5
     } else {
@@ -430,7 +514,7 @@ async fn fan_out(rt: Rt, ctx: Ctx, listeners: usize) -> (f64, u64) {
     for _ in 0..listeners {
         let _ = ready_rx.recv().await;
     }
-    let start = Instant::now();
+    let meter = Meter::start();
     let value = record();
     let mut in_flight = FuturesUnordered::new();
     let mut sent = 0u64;
@@ -470,19 +554,89 @@ async fn fan_out(rt: Rt, ctx: Ctx, listeners: usize) -> (f64, u64) {
     {
         delivered = total;
     }
-    let elapsed = start.elapsed();
+    let elapsed = meter.elapsed();
     let expected = events * listeners as u64;
     for c in clients {
         c.close().await;
     }
     writer.close().await;
-    (rate(delivered, elapsed), expected.saturating_sub(delivered))
+    (
+        meter.rate_over(delivered, elapsed),
+        expected.saturating_sub(delivered),
+    )
+}
+
+/// A round trip on `c`'s connection: everything it sent before (such as
+/// a subscription) has been handled by the server when this returns.
+async fn settle(c: &Cachearoo) {
+    let _: Option<Value> = c.read("nothing").await.ok();
+}
+
+/// Request–reply round trips per second through the client's messaging
+/// API: a `Requestor` and a `Replier` on two clients, `window` requests in
+/// flight.
+async fn request_reply(rt: Rt, ctx: Ctx, window: usize) -> Rate {
+    let channel = format!("bench-api-{}-{window}", rt.name());
+    let answering = client(rt, ctx.server).await;
+    let mut replier = Replier::new(&answering, channel.as_str())
+        .await
+        .expect("create replier");
+    replier.serve(
+        64,
+        |message, _progress| async move { Ok::<_, Value>(message) },
+    );
+    settle(&answering).await;
+    let asking = client(rt, ctx.server).await;
+    let requestor = Requestor::new(
+        &asking,
+        channel.as_str(),
+        Duration::from_secs(30),
+        Duration::from_secs(30),
+    )
+    .await
+    .expect("create requestor");
+    settle(&asking).await;
+
+    let run = |budget: Budget| {
+        let requestor = &requestor;
+        async move {
+            let meter = Meter::start();
+            let mut in_flight = FuturesUnordered::new();
+            let (mut sent, mut done) = (0u64, 0u64);
+            let may_send = |sent: u64| match budget {
+                Budget::Time(d) => meter.elapsed() < d,
+                Budget::Count(n) => sent < n,
+            };
+            loop {
+                while in_flight.len() < window && may_send(sent) {
+                    let message = json!({ "n": sent });
+                    in_flight.push(async move { requestor.request::<_, Value>(&message).await });
+                    sent += 1;
+                }
+                match in_flight.next().await {
+                    Some(r) => {
+                        r.expect("request answered");
+                        done += 1;
+                    }
+                    None => break,
+                }
+            }
+            meter.rate(done)
+        }
+    };
+    run(Budget::Count(ctx.warmup().min(50))).await;
+    let v = run(ctx.budget()).await;
+    drop(requestor);
+    drop(replier);
+    asking.close().await;
+    answering.close().await;
+    v
 }
 
 /// Request–reply round trips per second with `window` requests in flight:
 /// a requestor and a replier on two connections, through the server.
-async fn request_reply(rt: Rt, ctx: Ctx, window: usize) -> f64 {
-    let channel = format!("bench-{}-{window}", rt.name());
+async fn core_request_reply(rt: Rt, ctx: Ctx, window: usize) -> Rate {
+    let channel = format!("bench-core-{}-{window}", rt.name());
     let mut replier = CoreConn::connect(rt, ctx.server, seed()).await;
     let now = replier.now();
     replier.core.create_replier(now, &channel);
@@ -543,11 +697,11 @@ async fn requests(
     id: cachearoo_core::RequestorId,
     window: usize,
     budget: Budget,
-) -> f64 {
-    let start = Instant::now();
+) -> Rate {
+    let meter = Meter::start();
     let (mut sent, mut done, mut in_flight) = (0u64, 0u64, 0usize);
     let may_send = |sent: u64| match budget {
-        Budget::Time(d) => start.elapsed() < d,
+        Budget::Time(d) => meter.elapsed() < d,
         Budget::Count(n) => sent < n,
     };
     loop {
@@ -569,14 +723,88 @@ async fn requests(
             }
         }
     }
-    rate(done, start.elapsed())
+    meter.rate(done)
+}
+
+/// Jobs per second through the client's messaging API: one `Producer`
+/// keeping `in_flight` jobs open and `consumers` `CompetingConsumer`s
+/// (separate clients) whose work function answers at once.
+async fn competing_consumers(rt: Rt, ctx: Ctx, consumers: usize, in_flight: usize) -> Rate {
+    let channel = format!("bench-api-{}-{in_flight}", rt.name());
+    let mut workers = Vec::new();
+    for i in 0..consumers {
+        let c = client(rt, ctx.server).await;
+        let mut consumer =
+            CompetingConsumer::with_id(&c, channel.as_str(), format!("consumer-{i}"))
+                .await
+                .expect("create consumer");
+        consumer.serve(in_flight, |_job, _progress| async move {
+            Ok::<_, Value>(json!({"ok": true}))
+        });
+        settle(&c).await;
+        workers.push((c, consumer));
+    }
+    let pc = client(rt, ctx.server).await;
+    let producer = Producer::new(
+        &pc,
+        channel.as_str(),
+        Duration::from_secs(30),
+        Duration::from_secs(30),
+    )
+    .await
+    .expect("create producer");
+    settle(&pc).await;
+
+    let run = |budget: Budget| {
+        let producer = &producer;
+        async move {
+            let meter = Meter::start();
+            let mut open = FuturesUnordered::new();
+            let (mut sent, mut done) = (0u64, 0u64);
+            let may_send = |sent: u64| match budget {
+                Budget::Time(d) => meter.elapsed() < d,
+                Budget::Count(n) => sent < n,
+            };
+            loop {
+                while open.len() < in_flight && may_send(sent) {
+                    let job = json!({ "job": sent });
+                    open.push(async move { producer.add_job::<_, Value>(&job).await });
+                    sent += 1;
+                }
+                match open.next().await {
+                    Some(r) => {
+                        r.expect("job done");
+                        done += 1;
+                    }
+                    None => break,
+                }
+            }
+            meter.rate(done)
+        }
+    };
+    run(Budget::Count(if ctx.smoke { 2 } else { 20 })).await;
+    let budget = match ctx.budget() {
+        Budget::Count(_) => Budget::Count(5),
+        b => b,
+    };
+    let v = run(budget).await;
+    // The producer removes each done job's status key: let those removes
+    // reach the server before the client closes.
+    settle(&pc).await;
+    drop(producer);
+    pc.close().await;
+    for (c, consumer) in workers {
+        drop(consumer);
+        c.close().await;
+    }
+    v
 }
 
 /// Jobs per second with one producer keeping `in_flight` jobs open and
 /// `consumers` consumers competing for them (each accepts every job and
 /// finishes it at once).
-async fn competing_consumers(rt: Rt, ctx: Ctx, consumers: usize, in_flight: usize) -> f64 {
-    let channel = format!("bench-{}-{in_flight}", rt.name());
+async fn core_competing_consumers(rt: Rt, ctx: Ctx, consumers: usize, in_flight: usize) -> Rate {
+    let channel = format!("bench-core-{}-{in_flight}", rt.name());
     let (stop_tx, stop_rx) = async_channel::bounded::<()>(1);
     let mut tasks = Vec::new();
     for i in 0..consumers {
@@ -643,11 +871,11 @@ async fn jobs(
     id: cachearoo_core::ProducerId,
     in_flight: usize,
     budget: Budget,
-) -> f64 {
-    let start = Instant::now();
+) -> Rate {
+    let meter = Meter::start();
     let (mut sent, mut done, mut open) = (0u64, 0u64, 0usize);
     let may_send = |sent: u64| match budget {
-        Budget::Time(d) => start.elapsed() < d,
+        Budget::Time(d) => meter.elapsed() < d,
         Budget::Count(n) => sent < n,
     };
     loop {
@@ -669,7 +897,7 @@ async fn jobs(
             }
         }
     }
-    rate(done, start.elapsed())
+    meter.rate(done)
 }
 
 /// Raw clients, `conns` connections with 16 frames in flight each, against
@@ -681,7 +909,7 @@ async fn raw_load(
     greeted: bool,
     conns: usize,
     frame: &str,
-) -> f64 {
+) -> Rate {
     let mut wss = Vec::new();
     for _ in 0..conns {
         wss.push(raw::connect(rt, addr, greeted).await);
@@ -690,6 +918,7 @@ async fn raw_load(
     let warm = raw::connect(rt, addr, greeted).await;
     raw::pipelined(warm, frame, 16, Budget::Count(ctx.warmup())).await;
     let budget = ctx.budget();
+    let meter = Meter::start();
     let tasks: Vec<_> = wss
         .into_iter()
         .map(|ws| {
@@ -703,7 +932,7 @@ async fn raw_load(
         total += n;
         longest = longest.max(e);
     }
-    rate(total, longest)
+    meter.rate_over(total, longest)
 }
 
 /// Figure 7 on one runtime: bytes per pending operation and per listener
@@ -749,7 +978,7 @@ pub async fn memory(rt: Rt, ctx: Ctx, out: &mut Vec<Figure>) {
     f.push(
         7,
         "memory per pending read (client, incl. caller's future)",
-        per_op,
+        per_op.into(),
         "B",
         None,
     );
@@ -786,7 +1015,13 @@ pub async fn memory(rt: Rt, ctx: Ctx, out: &mut Vec<Figure>) {
         let _ = core.poll_transmit();
     }
     let core_op = (window.live() - base) as f64 / n as f64;
-    f.push(7, "memory per pending read (core only)", core_op, "B", None);
+    f.push(
+        7,
+        "memory per pending read (core only)",
+        core_op.into(),
+        "B",
+        None,
+    );
 
     let base = window.live();
     let ids: Vec<_> = (0..n)
@@ -819,7 +1054,7 @@ pub async fn memory(rt: Rt, ctx: Ctx, out: &mut Vec<Figure>) {
     f.push(
         7,
         "memory per listener (client, incl. its stream queue)",
-        per_listener,
+        per_listener.into(),
         "B",
         None,
     )
@@ -827,7 +1062,7 @@ pub async fn memory(rt: Rt, ctx: Ctx, out: &mut Vec<Figure>) {
     f.push(
         7,
         "memory per listener (core only)",
-        core_listener,
+        core_listener.into(),
         "B",
         None,
     );
