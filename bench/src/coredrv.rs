@@ -52,6 +52,9 @@ impl CoreConn {
             panic!("core did not ask to connect first");
         };
         let tcp = rt.tcp(addr).await.expect("dial the server");
+        // tungstenite's default configuration, like the client's transport
+        // (only its size limits differ), so that core-driven and client
+        // figures differ by the async layer alone.
         let (ws, _) = async_tungstenite::client_async(url, tcp)
             .await
             .expect("WebSocket handshake");

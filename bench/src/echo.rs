@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use async_tungstenite::tungstenite::Message;
-use futures_lite::{FutureExt, StreamExt};
+use futures_lite::StreamExt;
 use smol::{Async, Executor};
 
 /// What the server does with a frame.
@@ -47,25 +47,28 @@ impl TinyServer {
         let thread = std::thread::Builder::new()
             .name(format!("tiny-{mode:?}").to_lowercase())
             .spawn(move || {
-                let ex = Executor::new();
+                // The accept loop is a task of its own, polled only when the
+                // listener is readable; as the `block_on` future it would be
+                // polled (one failed accept4 each) on every wakeup.
+                let ex = Arc::new(Executor::new());
+                let weak = Arc::downgrade(&ex);
+                let accept = ex.spawn(async move {
+                    loop {
+                        let Ok((stream, _)) = listener.accept().await else {
+                            continue;
+                        };
+                        let _ = stream.get_ref().set_nodelay(true);
+                        let Some(ex) = weak.upgrade() else {
+                            return;
+                        };
+                        let conn = serve(smol::net::TcpStream::from(stream), mode, counter.clone());
+                        ex.spawn(conn).detach();
+                    }
+                });
                 smol::block_on(ex.run(async {
-                    let accept = async {
-                        loop {
-                            let Ok((stream, _)) = listener.accept().await else {
-                                continue;
-                            };
-                            let _ = stream.get_ref().set_nodelay(true);
-                            let counter = counter.clone();
-                            ex.spawn(serve(smol::net::TcpStream::from(stream), mode, counter))
-                                .detach();
-                        }
-                    };
-                    accept
-                        .or(async {
-                            let _ = stop_rx.recv().await;
-                        })
-                        .await;
+                    let _ = stop_rx.recv().await;
                 }));
+                drop(accept);
                 // Dropping the executor drops (and closes) every connection.
             })
             .expect("spawn the tiny server thread");
@@ -98,7 +101,8 @@ impl Drop for TinyServer {
 }
 
 async fn serve(stream: smol::net::TcpStream, mode: Mode, received: Arc<AtomicU64>) {
-    let Ok(mut ws) = async_tungstenite::accept_async(stream).await else {
+    let config = Some(crate::raw::baseline_config());
+    let Ok(mut ws) = async_tungstenite::accept_async_with_config(stream, config).await else {
         return;
     };
     if mode == Mode::Silent
