@@ -239,6 +239,32 @@ fn encode_write(c: &mut Criterion) {
     group.finish();
 }
 
+/// What the server does with every request frame (the hub's first step).
+/// The server-alone profile (BENCHMARKS.md) found two thirds of the hub's
+/// time per read here: the frame goes through a whole `Value` tree first.
+fn decode_read_request(c: &mut Criterion) {
+    let text = ClientMessage::DatastoreOperation {
+        api_key: None,
+        request: Some(
+            Operation::Read {
+                key: "saab-900".into(),
+            }
+            .to_wire(Value::String("17".into()), "cars"),
+        ),
+    }
+    .encode();
+    assert!(ClientMessage::decode(&text).is_ok(), "fixture decodes");
+    let mut group = c.benchmark_group("decode read request (server side)");
+    configure(&mut group, text.len());
+    group.bench_function("baseline serde_json::Value", |b| {
+        b.iter(|| serde_json::from_slice::<Value>(black_box(text.as_bytes())))
+    });
+    group.bench_function("ClientMessage::decode", |b| {
+        b.iter(|| ClientMessage::decode(black_box(&text)))
+    });
+    group.finish();
+}
+
 fn binary_header(c: &mut Criterion) {
     let header = BinaryHeader {
         kind: 7,
@@ -283,6 +309,7 @@ criterion_group!(
     decode_list,
     decode_big_value,
     encode_write,
+    decode_read_request,
     binary_header
 );
 criterion_main!(benches);
