@@ -143,12 +143,22 @@ fn options(addr: SocketAddr) -> Options {
 
 /// A connected client of the library.
 async fn client(rt: Rt, addr: SocketAddr) -> Cachearoo {
-    let c = rt.client(options(addr));
-    c.connection()
-        .wait_connected()
-        .await
-        .expect("client connects to the server");
-    c
+    connected(rt, rt.client(options(addr)), addr).await
+}
+
+/// Waits (at most 10 s) until `c` is connected: the client retries for
+/// ever, and a wrong `--addr` must not hang the bench.
+async fn connected(rt: Rt, c: Cachearoo, addr: SocketAddr) -> Cachearoo {
+    let wait = async { Some(c.connection().wait_connected().await) };
+    let limit = async {
+        rt.sleep(Duration::from_secs(10)).await;
+        None
+    };
+    match futures_lite::future::or(wait, limit).await {
+        Some(Ok(_)) => c,
+        Some(Err(e)) => panic!("client to {addr} closed before connecting: {e}"),
+        None => panic!("no connection to a Cachearoo server at {addr} within 10 s"),
+    }
 }
 
 struct Fig<'a> {
@@ -483,11 +493,12 @@ async fn fan_out(rt: Rt, ctx: Ctx, listeners: usize) -> (Rate, u64) {
     let mut tasks = Vec::new();
     let (ready_tx, ready_rx) = async_channel::unbounded::<()>();
     for _ in 0..listeners {
-        let c = rt.client(options(ctx.server).listener_capacity(events as usize + 16));
-        c.connection()
-            .wait_connected()
-            .await
-            .expect("listener connects");
+        let c = connected(
+            rt,
+            rt.client(options(ctx.server).listener_capacity(events as usize + 16)),
+            ctx.server,
+        )
+        .await;
         let mut stream = c
             .connection()
             .add_listener("fan", "*", true)

@@ -49,11 +49,17 @@ struct Args {
 
 const USAGE: &str = "usage: cachearoo-bench [--addr HOST:PORT] [--json] [--smoke] [--secs S] [--only smol|async-std] [--figures 1,2,..] [--count N]";
 
+/// Reports a command-line mistake and exits (status 2, like usage errors).
+fn usage_error(message: String) -> ! {
+    eprintln!("cachearoo-bench: {message}\n{USAGE}");
+    std::process::exit(2);
+}
+
 fn parse_rt(s: &str) -> Rt {
     match s {
         "smol" => Rt::Smol,
         "async-std" => Rt::AsyncStd,
-        other => panic!("unknown runtime {other:?} (smol or async-std)\n{USAGE}"),
+        other => usage_error(format!("unknown runtime {other:?} (smol or async-std)")),
     }
 }
 
@@ -62,7 +68,7 @@ fn parse_addr(s: &str) -> SocketAddr {
     s.to_socket_addrs()
         .ok()
         .and_then(|mut a| a.next())
-        .unwrap_or_else(|| panic!("cannot resolve {s:?} as HOST:PORT\n{USAGE}"))
+        .unwrap_or_else(|| usage_error(format!("cannot resolve {s:?} as HOST:PORT")))
 }
 
 fn args() -> Args {
@@ -80,7 +86,7 @@ fn args() -> Args {
     while let Some(arg) = it.next() {
         let mut value = |name: &str| {
             it.next()
-                .unwrap_or_else(|| panic!("{name} needs a value\n{USAGE}"))
+                .unwrap_or_else(|| usage_error(format!("{name} needs a value")))
         };
         match arg.as_str() {
             "--addr" => a.addr = Some(parse_addr(&value("--addr"))),
@@ -89,13 +95,13 @@ fn args() -> Args {
             "--secs" => {
                 a.secs = value("--secs")
                     .parse()
-                    .unwrap_or_else(|_| panic!("--secs takes seconds\n{USAGE}"))
+                    .unwrap_or_else(|_| usage_error(String::from("--secs takes seconds")))
             }
             "--count" => {
                 a.count = Some(
                     value("--count")
                         .parse()
-                        .unwrap_or_else(|_| panic!("--count takes a number\n{USAGE}")),
+                        .unwrap_or_else(|_| usage_error(String::from("--count takes a number"))),
                 )
             }
             "--only" => a.only = Some(parse_rt(&value("--only"))),
@@ -104,7 +110,7 @@ fn args() -> Args {
                 for n in value("--figures").split(',') {
                     match n.trim().parse::<u8>() {
                         Ok(n @ 1..=7) => a.figures |= 1 << n,
-                        _ => panic!("--figures takes numbers 1 to 7, e.g. 1,2\n{USAGE}"),
+                        _ => usage_error(String::from("--figures takes numbers 1 to 7, e.g. 1,2")),
                     }
                 }
             }
@@ -117,7 +123,7 @@ fn args() -> Args {
                 println!("{USAGE}");
                 std::process::exit(0);
             }
-            other => panic!("unknown argument {other:?}\n{USAGE}"),
+            other => usage_error(format!("unknown argument {other:?}")),
         }
     }
     a
