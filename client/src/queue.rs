@@ -26,6 +26,8 @@ pub(crate) struct LagSender<T> {
     /// to keep the driver `Unpin`: async-channel's receiver is not).
     rx: Box<Receiver<T>>,
     lagged: Arc<AtomicU64>,
+    /// Most items held at once.
+    capacity: usize,
 }
 
 /// The consumer's end of a queue.
@@ -36,14 +38,19 @@ pub(crate) struct LagReceiver<T> {
 }
 
 /// A queue holding at most `capacity` items (at least one).
+///
+/// The channel itself is unbounded and the capacity is enforced in
+/// [`LagSender::send`]: a bounded channel allocates all its slots up front,
+/// 67 KB for an idle listener with the default 256 (BENCHMARKS.md).
 pub(crate) fn lag_queue<T>(capacity: usize) -> (LagSender<T>, LagReceiver<T>) {
-    let (tx, rx) = async_channel::bounded(capacity.max(1));
+    let (tx, rx) = async_channel::unbounded();
     let lagged = Arc::new(AtomicU64::new(0));
     (
         LagSender {
             tx,
             rx: Box::new(rx.clone()),
             lagged: lagged.clone(),
+            capacity: capacity.max(1),
         },
         LagReceiver {
             rx: Box::pin(rx),
@@ -55,21 +62,22 @@ pub(crate) fn lag_queue<T>(capacity: usize) -> (LagSender<T>, LagReceiver<T>) {
 impl<T> LagSender<T> {
     /// Queues `item`, dropping the oldest items while the queue is full.
     /// `false` when the consumer is gone.
-    pub(crate) fn send(&self, mut item: T) -> bool {
+    pub(crate) fn send(&self, item: T) -> bool {
         if self.is_abandoned() {
             return false;
         }
-        loop {
-            match self.tx.try_send(item) {
-                Ok(()) => return true,
-                Err(TrySendError::Full(back)) => {
-                    item = back;
-                    if self.rx.try_recv().is_ok() {
-                        self.lagged.fetch_add(1, Ordering::Relaxed);
-                    }
-                }
-                Err(TrySendError::Closed(_)) => return false,
+        // Only the driver sends, so the length cannot grow between the
+        // check and the send; the consumer can only shrink it.
+        while self.tx.len() >= self.capacity {
+            if self.rx.try_recv().is_ok() {
+                self.lagged.fetch_add(1, Ordering::Relaxed);
+            } else {
+                break;
             }
+        }
+        match self.tx.try_send(item) {
+            Ok(()) => true,
+            Err(TrySendError::Full(_) | TrySendError::Closed(_)) => false,
         }
     }
 

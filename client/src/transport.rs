@@ -64,7 +64,11 @@ pub(crate) async fn connect_websocket(
     let io = dial(&*runtime, tls.as_ref(), &host, port).await?;
     let config = WebSocketConfig::default()
         .max_message_size(Some(MAX_MESSAGE))
-        .max_frame_size(Some(MAX_MESSAGE));
+        .max_frame_size(Some(MAX_MESSAGE))
+        // tungstenite zero-fills its whole read buffer before every read;
+        // at the default 128 KiB that dominated a round trip's cost
+        // (BENCHMARKS.md). Larger frames still arrive whole.
+        .read_buffer_size(8 * 1024);
     let (ws, _response) =
         async_tungstenite::client_async_with_config(url.as_str(), io, Some(config))
             .await

@@ -2,7 +2,6 @@
 //! REST API, on its own smol executor and threads.
 
 mod http;
-mod io;
 mod shared;
 mod ws;
 
@@ -369,8 +368,14 @@ pub fn start(config: ServerConfig) -> Result<RunningServer, Error> {
         std::thread::Builder::new()
             .name(String::from("cachearoo-server"))
             .spawn(move || {
+                let ex = main_ex.clone();
                 smol::block_on(main_ex.run(async move {
-                    accept_loop(&main_shared, listener).await;
+                    // A task of its own: as the future `block_on` drives,
+                    // the accept loop was polled (and `accept4` tried) on
+                    // every wake-up of this thread, once per round trip.
+                    let accept_shared = main_shared.clone();
+                    ex.spawn(async move { accept_loop(&accept_shared, listener).await })
+                        .await;
                     drain_tasks(&main_shared, grace).await;
                 }));
                 // `main_ex` is dropped here; with the other threads gone it
