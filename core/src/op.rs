@@ -71,6 +71,30 @@ impl Operation {
         }
     }
 
+    /// Takes the payload out (the written value, the patch document): once
+    /// the request is on its way, an operation waiting for its answer needs
+    /// only its kind, key and flags.
+    pub fn take_payload(&mut self) -> Option<Value> {
+        match self {
+            Operation::Write { value, .. } => value.take(),
+            Operation::Patch { patch, .. } => Some(core::mem::take(patch)),
+            _ => None,
+        }
+    }
+
+    /// The wire request for this operation, and the operation without its
+    /// payload (moved into the request rather than cloned).
+    pub fn into_wire(mut self, id: Value, bucket: &str) -> (wire::Request, Operation) {
+        let payload = self.take_payload();
+        let mut request = self.to_wire(id, bucket);
+        match &mut request.op {
+            wire::Op::Write { value, .. } => *value = payload,
+            wire::Op::Patch { patch, .. } => *patch = payload,
+            _ => {}
+        }
+        (request, self)
+    }
+
     /// The wire request for this operation.
     pub fn to_wire(&self, id: Value, bucket: &str) -> wire::Request {
         let key = |k: &str| Some(String::from(k));

@@ -233,7 +233,7 @@ impl Client {
     fn submit_owned(
         &mut self,
         now: Instant,
-        op: Operation,
+        mut op: Operation,
         options: OpOptions,
         owner: OpOwner,
     ) -> OpId {
@@ -251,7 +251,8 @@ impl Client {
         };
         let via = match socket {
             Some(socket) => {
-                let request = op.to_wire(Value::String(id.0.to_string()), &bucket);
+                let (request, kept) = op.into_wire(Value::String(id.0.to_string()), &bucket);
+                op = kept;
                 let text = ClientMessage::DatastoreOperation {
                     api_key: self.config.api_key.clone(),
                     request: Some(request),
@@ -262,6 +263,8 @@ impl Client {
             }
             None => match rest::request_for(&self.config, &bucket, &op) {
                 Ok(request) => {
+                    // The body is built: the pending operation keeps no copy.
+                    op.take_payload();
                     self.transmits.push_back(Transmit::Http { op: id, request });
                     Via::Http
                 }
