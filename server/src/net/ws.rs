@@ -10,6 +10,7 @@ use async_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig
 use async_tungstenite::tungstenite::{Error as WsError, Message};
 use async_tungstenite::WebSocketStream;
 use futures_lite::{future, FutureExt, StreamExt};
+use futures_util::SinkExt;
 use hyper::upgrade::OnUpgrade;
 use smol::Timer;
 
@@ -125,7 +126,14 @@ pub(crate) async fn run(shared: Arc<Shared>, p: Pending) {
                 Outgoing::Binary(b) => Message::Binary(b),
                 Outgoing::Ping => Message::Ping(Default::default()),
             };
-            let sent = sink.send(msg).await;
+            // While more frames wait, only queue this one in the socket's
+            // write buffer; the last of a burst flushes them all (one
+            // write instead of one per frame under fan-out and pipelining).
+            let sent = if p.out_rx.is_empty() {
+                sink.send(msg).await
+            } else {
+                SinkExt::feed(&mut sink, msg).await
+            };
             p.queued_bytes.fetch_sub(len, Ordering::AcqRel);
             if let Err(e) = sent {
                 return End::WriteError(e);
