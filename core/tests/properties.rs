@@ -529,3 +529,100 @@ proptest! {
         run(steps, seed)?;
     }
 }
+
+/// A JSON value of any type, for fields the reference reads loosely.
+fn loose() -> impl Strategy<Value = Value> {
+    prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::Bool),
+        (-3i64..3).prop_map(|n| json!(n)),
+        prop_oneof![
+            Just("read"),
+            Just("write"),
+            Just("filter"),
+            Just("patch"),
+            Just("remove"),
+            Just("*"),
+            Just("")
+        ]
+        .prop_map(|s| json!(s)),
+        Just(json!({"a": 1})),
+        Just(json!([1])),
+        Just(json!([{"bucket": "b", "key": "*"}, {"bucket": 1}, 7])),
+    ]
+}
+
+/// A client frame with the reference's field names holding values of any
+/// type (sometimes absent).
+fn loose_frame() -> impl Strategy<Value = String> {
+    let request = prop::collection::btree_map(
+        prop::sample::select(vec![
+            "id",
+            "op",
+            "bucket",
+            "key",
+            "value",
+            "patch",
+            "filter",
+            "expire",
+            "keysOnly",
+            "failIfExists",
+            "removeDataFromReply",
+        ]),
+        loose(),
+        0..8,
+    )
+    .prop_map(|m| Value::Object(m.into_iter().map(|(k, v)| (k.to_string(), v)).collect()));
+    let msg = prop_oneof![
+        Just(json!("datastore-operation")),
+        Just(json!("register-events")),
+        Just(json!("event-broadcast")),
+        Just(json!("ping")),
+        Just(json!("register-replication-client")),
+        loose(),
+    ];
+    (
+        prop::option::of(msg),
+        prop::option::of(loose()),
+        prop::option::of(prop_oneof![request, loose()]),
+        prop::option::of(loose()),
+        prop::option::of(loose()),
+        prop::option::of(prop_oneof![
+            (loose(), loose(), loose())
+                .prop_map(|(b, k, v)| json!({"bucket": b, "key": k, "value": v})),
+            loose()
+        ]),
+    )
+        .prop_map(|(msg, api_key, request, events, send_values, event)| {
+            let mut o = serde_json::Map::new();
+            for (k, v) in [
+                ("msg", msg),
+                ("apiKey", api_key),
+                ("request", request),
+                ("events", events),
+                ("sendValues", send_values),
+                ("event", event),
+            ] {
+                if let Some(v) = v {
+                    o.insert(k.to_string(), v);
+                }
+            }
+            Value::Object(o).to_string()
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 2048, ..ProptestConfig::default() })]
+
+    /// The one-pass decoder agrees with the tolerant reference path on
+    /// frames whose fields have any type.
+    #[test]
+    fn fast_client_decode_agrees_with_the_tolerant_path(text in loose_frame()) {
+        prop_assert_eq!(ClientMessage::decode(&text), ClientMessage::decode_tolerant(&text));
+    }
+
+    #[test]
+    fn fast_client_decode_agrees_on_arbitrary_text(text in "\\PC{0,40}") {
+        prop_assert_eq!(ClientMessage::decode(&text), ClientMessage::decode_tolerant(&text));
+    }
+}

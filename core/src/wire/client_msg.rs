@@ -177,6 +177,26 @@ impl ClientMessage {
     /// `{"response":{"error":"Message is not valid JSON"}}`: text that is not
     /// JSON, or JSON that is not an object.
     pub fn decode(text: &str) -> Result<ClientMessage, DecodeError> {
+        // Well-typed frames (nearly all) are read straight into their fields
+        // in one pass; anything unusual (a field of an unexpected type, a
+        // duplicate field, not JSON) takes the tolerant path, which gives
+        // the same result for the frames both accept.
+        // Only an object may take the fast path: serde would also read a
+        // struct from a JSON array.
+        if !text.trim_start().starts_with('{') {
+            return Self::decode_tolerant(text);
+        }
+        match serde_json::from_str::<fast::Frame<'_>>(text) {
+            Ok(frame) => Ok(frame.into_message()),
+            Err(_) => Self::decode_tolerant(text),
+        }
+    }
+
+    /// The tolerant decoder through a JSON tree: the reference behaviour
+    /// for every input. Public for the fuzz target that checks the fast path
+    /// against it; use [`ClientMessage::decode`].
+    #[doc(hidden)]
+    pub fn decode_tolerant(text: &str) -> Result<ClientMessage, DecodeError> {
         let value: Value = serde_json::from_str(text).map_err(|_| DecodeError::NotJson)?;
         let Value::Object(mut obj) = value else {
             return Err(DecodeError::NotAnObject);
@@ -400,5 +420,193 @@ impl Serialize for Request {
             Op::Unknown { .. } => {}
         }
         m.end()
+    }
+}
+
+/// The one-pass decoder of well-typed client frames.
+mod fast {
+    use alloc::borrow::Cow;
+    use alloc::string::String;
+    use alloc::vec::Vec;
+    use core::marker::PhantomData;
+    use serde::de::value::MapAccessDeserializer;
+    use serde::de::{MapAccess, Visitor};
+    use serde::{Deserialize, Deserializer};
+    use serde_json::Value;
+
+    use super::{ClientMessage, Op, Request, SignalEvent, Subscription};
+    use crate::wire::json::{coerce_string, present, truthy};
+
+    /// `T` read from a JSON object only: derived structs would also accept
+    /// an array (fields by position), which the tolerant path does not.
+    /// (Likewise every struct here denies unknown fields: ignoring one would
+    /// skip over content the tolerant path parses, e.g. an out-of-range
+    /// number, and the two would disagree. Frames with extra fields take the
+    /// tolerant path.)
+    struct ObjectOnly<T>(T);
+
+    impl<'de, T: Deserialize<'de>> Deserialize<'de> for ObjectOnly<T> {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            struct V<T>(PhantomData<T>);
+            impl<'de, T: Deserialize<'de>> Visitor<'de> for V<T> {
+                type Value = ObjectOnly<T>;
+                fn expecting(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+                    f.write_str("a JSON object")
+                }
+                fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+                    T::deserialize(MapAccessDeserializer::new(map)).map(ObjectOnly)
+                }
+            }
+            d.deserialize_map(V(PhantomData))
+        }
+    }
+
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub(super) struct Frame<'a> {
+        #[serde(default, borrow)]
+        msg: Option<Cow<'a, str>>,
+        #[serde(default, rename = "apiKey")]
+        api_key: Option<Value>,
+        #[serde(default, borrow)]
+        request: Option<ObjectOnly<RawRequest<'a>>>,
+        #[serde(default)]
+        events: Option<Vec<ObjectOnly<RawSubscription>>>,
+        #[serde(default, rename = "sendValues")]
+        send_values: Option<Value>,
+        #[serde(default)]
+        event: Option<ObjectOnly<RawEvent>>,
+    }
+
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct RawRequest<'a> {
+        #[serde(default, deserialize_with = "present")]
+        id: Option<Value>,
+        #[serde(default, borrow)]
+        op: Option<Cow<'a, str>>,
+        #[serde(default)]
+        bucket: Option<Value>,
+        #[serde(default)]
+        key: Option<Value>,
+        #[serde(default, deserialize_with = "present")]
+        value: Option<Value>,
+        #[serde(default, deserialize_with = "present")]
+        patch: Option<Value>,
+        #[serde(default)]
+        filter: Option<Value>,
+        #[serde(default)]
+        expire: Option<Value>,
+        #[serde(default, rename = "keysOnly")]
+        keys_only: Option<Value>,
+        #[serde(default, rename = "failIfExists")]
+        fail_if_exists: Option<Value>,
+        #[serde(default, rename = "removeDataFromReply")]
+        remove_data_from_reply: Option<Value>,
+    }
+
+    /// An entry of `events`; one that the tolerant path would skip (a
+    /// missing or non-scalar bucket/key) makes the fast path give up.
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct RawSubscription {
+        bucket: Value,
+        key: Value,
+    }
+
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct RawEvent {
+        #[serde(default)]
+        bucket: Option<Value>,
+        #[serde(default)]
+        key: Option<Value>,
+        #[serde(default, deserialize_with = "present")]
+        value: Option<Value>,
+    }
+
+    fn text(v: Option<&Value>) -> Option<String> {
+        v.and_then(coerce_string)
+    }
+
+    impl Frame<'_> {
+        pub(super) fn into_message(self) -> ClientMessage {
+            let api_key = text(self.api_key.as_ref());
+            let Some(msg) = self.msg else {
+                return ClientMessage::Unknown { msg: None };
+            };
+            match msg.as_ref() {
+                "datastore-operation" => ClientMessage::DatastoreOperation {
+                    api_key,
+                    request: self.request.map(|r| r.0.into_request()),
+                },
+                "register-events" => ClientMessage::RegisterEvents {
+                    api_key,
+                    events: self.events.map(subscriptions),
+                    send_values: truthy(self.send_values.as_ref()),
+                },
+                "event-broadcast" => ClientMessage::EventBroadcast {
+                    api_key,
+                    event: self.event.map(|ObjectOnly(e)| SignalEvent {
+                        bucket: text(e.bucket.as_ref()).unwrap_or_default(),
+                        key: text(e.key.as_ref()).unwrap_or_default(),
+                        value: e.value,
+                    }),
+                },
+                "ping" => ClientMessage::Ping,
+                "register-replication-client" => ClientMessage::RegisterReplicationClient {
+                    api_key,
+                    events: self.events.map(subscriptions),
+                },
+                other => ClientMessage::Unknown {
+                    msg: Some(String::from(other)),
+                },
+            }
+        }
+    }
+
+    fn subscriptions(raw: Vec<ObjectOnly<RawSubscription>>) -> Vec<Subscription> {
+        raw.into_iter()
+            .filter_map(|ObjectOnly(s)| {
+                Some(Subscription {
+                    bucket: coerce_string(&s.bucket)?,
+                    key: coerce_string(&s.key)?,
+                })
+            })
+            .collect()
+    }
+
+    impl RawRequest<'_> {
+        fn into_request(self) -> Request {
+            let key = text(self.key.as_ref());
+            let bucket = text(self.bucket.as_ref()).unwrap_or_default();
+            let op = match self.op.as_deref().unwrap_or("") {
+                "read" => Op::Read { key },
+                "filter" => Op::Filter {
+                    keys_only: truthy(self.keys_only.as_ref()),
+                    filter: text(self.filter.as_ref()),
+                },
+                "write" => Op::Write {
+                    key,
+                    value: self.value,
+                    fail_if_exists: truthy(self.fail_if_exists.as_ref()),
+                    expire: text(self.expire.as_ref()),
+                },
+                "patch" => Op::Patch {
+                    key,
+                    patch: self.patch,
+                    remove_data_from_reply: truthy(self.remove_data_from_reply.as_ref()),
+                },
+                "remove" => Op::Remove { key },
+                other => Op::Unknown {
+                    op: String::from(other),
+                },
+            };
+            Request {
+                id: self.id,
+                bucket,
+                op,
+            }
+        }
     }
 }
