@@ -28,13 +28,13 @@ use futures_util::stream::FuturesUnordered;
 use futures_util::Sink;
 use serde_json::Value;
 
-use crate::events::{BinaryEvent, ChangeEvent, ConnectionEvent};
+use crate::events::{BinaryEvent, ConnectionEvent};
 use crate::messaging::REPLIER_OVERLOADED;
 use crate::queue::LagSender;
 use crate::runtime::{BoxFuture, Runtime};
 use crate::shared::{
-    CallSink, Command, ConsumerEvent, ConsumerSink, DisconnectCallback, Endpoint, ListenerEntry,
-    ListenerSink, Outbox, Overflow, ReplierSink, Shared, TextCallback,
+    CallSink, Command, ConsumerEvent, ConsumerSink, DisconnectCallback, Endpoint, ListenerSink,
+    Outbox, Overflow, ReplierSink, Shared, TextCallback,
 };
 use crate::transport::{self, Tls, WsStream};
 
@@ -93,7 +93,7 @@ pub(crate) struct Driver {
     _done: Sender<()>,
 
     replies: HashMap<OpId, Sender<Result<Reply, OpError>>>,
-    sinks: HashMap<ListenerId, ListenerEntry>,
+    sinks: HashMap<ListenerId, ListenerSink>,
     on_connect: Vec<TextCallback>,
     on_disconnect: Vec<DisconnectCallback>,
     on_pong: Vec<TextCallback>,
@@ -299,7 +299,7 @@ impl Driver {
                 reply,
             } => {
                 let id = self.core.add_listener(now, &bucket, &key, send_values);
-                self.sinks.insert(id, ListenerEntry { sink, send_values });
+                self.sinks.insert(id, sink);
                 if reply.try_send(id).is_err() {
                     // The caller gave up waiting: nobody will ever see it.
                     self.sinks.remove(&id);
@@ -752,24 +752,17 @@ impl Driver {
                     let _ = reply.try_send(result);
                 }
             }
+            // The core already gave listeners that did not ask for values
+            // their copy without.
             Event::Change { listeners, event } => {
-                let mut without_value = None;
                 for id in listeners {
-                    let Some(entry) = self.sinks.get_mut(&id) else {
+                    let Some(sink) = self.sinks.get_mut(&id) else {
                         continue;
                     };
-                    let event = if entry.send_values {
-                        &event
-                    } else {
-                        without_value.get_or_insert_with(|| ChangeEvent {
-                            value: None,
-                            ..event.clone()
-                        })
-                    };
-                    let gone = match &mut entry.sink {
+                    let gone = match sink {
                         ListenerSink::Changes(tx) => !tx.send(event.clone()),
                         ListenerSink::Callback(f) => {
-                            f(event);
+                            f(&event);
                             false
                         }
                         ListenerSink::Binary(_) => false,
@@ -793,11 +786,7 @@ impl Driver {
                     payload,
                 };
                 for id in listeners {
-                    if let Some(ListenerEntry {
-                        sink: ListenerSink::Binary(tx),
-                        ..
-                    }) = self.sinks.get(&id)
-                    {
+                    if let Some(ListenerSink::Binary(tx)) = self.sinks.get(&id) {
                         if !tx.send(event.clone()) {
                             self.sinks.remove(&id);
                         }

@@ -34,14 +34,6 @@ pub(crate) enum ListenerSink {
     Callback(ChangeCallback),
 }
 
-/// A listener's sink and whether it asked for values.
-pub(crate) struct ListenerEntry {
-    pub(crate) sink: ListenerSink,
-    /// The server sends values to a connection when *any* of its listeners
-    /// wants them; listeners that did not ask get events without.
-    pub(crate) send_values: bool,
-}
-
 /// A request from a handle to the driver task. Replies travel on
 /// one-shot (capacity 1) channels; a dropped reply sender means the driver
 /// ended.

@@ -566,10 +566,22 @@ fn listeners_registered_before_connect_and_after_every_greeting() {
         s,
         r#"{"bucket":"b2","key":"k2","timestamp":null,"value":1}"#,
     );
+    // Routed to every matching listener; those that did not ask for values
+    // get the event without (sendValues is per connection).
     let ev = h.take_ev();
-    assert_eq!(ev.len(), 1);
+    assert_eq!(ev.len(), 2);
     assert!(
-        matches!(&ev[0], Event::Change { listeners, event } if *listeners == vec![a, b, _dup] && event.key == "k1")
+        matches!(&ev[0], Event::Change { listeners, event } if *listeners == vec![a, _dup] && event.key == "k1" && event.value.is_none())
+    );
+    assert!(
+        matches!(&ev[1], Event::Change { listeners, event } if *listeners == vec![b] && event.value == Some(json!(1)))
+    );
+    // An event without a value needs no split.
+    h.c.handle_text(h.now, s, r#"{"bucket":"b1","key":"k1","timestamp":null}"#);
+    let ev = h.take_ev();
+    assert!(
+        matches!(&ev[..], [Event::Change { listeners, .. }] if *listeners == vec![a, b, _dup]),
+        "{ev:?}"
     );
     // Removing b changes the set: re-sent; removing the duplicate does not.
     assert!(h.c.remove_listener(h.now, b));

@@ -11,6 +11,7 @@ use std::fmt;
 use std::time::Duration;
 
 use cachearoo_core::rng::Prng;
+use cachearoo_core::wire::ChangeEvent;
 use cachearoo_core::{
     Backoff, Config, ConsumerId, Event, IncomingId, Instant, JobAnswer, JobId, ListenerId,
     MessagingError, MessagingEvent, OpError, OpId, OpOptions, Operation, ProducerId, ReplierId,
@@ -18,7 +19,7 @@ use cachearoo_core::{
 };
 use serde_json::{json, Value};
 
-use crate::sim::{NetConfig, World, EPOCH_MS};
+use crate::sim::{NetConfig, World};
 
 /// An invariant that did not hold, with the seed that shows it.
 #[derive(Debug, Clone)]
@@ -84,7 +85,8 @@ struct OpRec {
 struct Model {
     client_id: String,
     closed: bool,
-    listeners: BTreeMap<ListenerId, (String, String)>,
+    /// Listeners: bucket, key, and whether they asked for values.
+    listeners: BTreeMap<ListenerId, (String, String, bool)>,
     ops: BTreeMap<OpId, OpRec>,
     seen: BTreeSet<String>,
     requestor: Option<RequestorId>,
@@ -218,7 +220,7 @@ impl Run {
                 let k = self.pick(&LISTEN_KEYS).to_string();
                 let values = self.chance(800);
                 let id = self.w.clients[i].core.add_listener(now, &b, &k, values);
-                self.m[i].listeners.insert(id, (b, k));
+                self.m[i].listeners.insert(id, (b, k, values));
                 self.w.pump_client(i);
                 return Ok(());
             }
@@ -341,9 +343,64 @@ impl Run {
     /// Consumes every event the clients emitted, checking them.
     fn observe(&mut self) -> Result<(), Violation> {
         for i in 0..self.w.clients.len() {
-            let events = self.w.take_events(i);
-            for e in events {
+            let mut events = self.w.take_events(i).into_iter().peekable();
+            while let Some(e) = events.next() {
+                // One frame may give two copies back to back: without the
+                // value for listeners that did not ask, then with it.
+                if let Event::Change { listeners, event } = &e {
+                    let split = matches!(events.peek(), Some(Event::Change { event: next, .. })
+                        if event.value.is_none() && next.value.is_some()
+                            && *event == ChangeEvent { value: None, ..next.clone() });
+                    if split {
+                        if let Some(Event::Change {
+                            listeners: with,
+                            event: full,
+                        }) = events.next()
+                        {
+                            self.check_values(i, listeners, false)?;
+                            self.check_values(i, &with, true)?;
+                            let mut all = listeners.clone();
+                            all.extend(with);
+                            all.sort_unstable();
+                            self.check_event(
+                                i,
+                                Event::Change {
+                                    listeners: all,
+                                    event: full,
+                                },
+                            )?;
+                            continue;
+                        }
+                    }
+                    if event.value.is_some() {
+                        self.check_values(i, listeners, true)?;
+                    }
+                }
                 self.check_event(i, e)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Every listener of a copy with (or split off without) the value asked
+    /// for values (or did not).
+    fn check_values(
+        &self,
+        i: usize,
+        listeners: &[ListenerId],
+        wanted: bool,
+    ) -> Result<(), Violation> {
+        for l in listeners {
+            if self.m[i]
+                .listeners
+                .get(l)
+                .is_some_and(|(_, _, v)| *v != wanted)
+            {
+                return Err(self.fail(format!(
+                    "client {i}: listener {l:?} got a copy {} the value though it asked {}",
+                    if wanted { "with" } else { "without" },
+                    if wanted { "for none" } else { "for values" }
+                )));
             }
         }
         Ok(())
@@ -366,7 +423,7 @@ impl Run {
                 let expected: Vec<ListenerId> = self.m[i]
                     .listeners
                     .iter()
-                    .filter(|(_, (b, k))| {
+                    .filter(|(_, (b, k, _))| {
                         (b == "*" || *b == event.bucket) && (k == "*" || *k == event.key)
                     })
                     .map(|(id, _)| *id)
@@ -729,11 +786,10 @@ impl Run {
         for (i, m) in self.m.iter().enumerate() {
             for (op, rec) in &m.ops {
                 let Some(tag) = &rec.tag else { continue };
-                let Some((at, result)) = &rec.resolved else {
+                let Some((_, result)) = &rec.resolved else {
                     continue;
                 };
                 let times = applied.get(tag).map(Vec::as_slice).unwrap_or(&[]);
-                let resolved_ms = EPOCH_MS + at.since_epoch().as_millis() as u64;
                 let bad = match result {
                     Ok(_) => times.len() != 1,
                     Err(
@@ -749,7 +805,6 @@ impl Run {
                         times.len()
                     )));
                 }
-                let _ = resolved_ms;
             }
         }
         // No ghost operations: nothing is sent for an operation after it

@@ -5,8 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use cachearoo_core::{
-    Config, ConsumerId, Event, Instant, JobAnswer, JobId, MessagingError, MessagingEvent,
-    RequestId, TaskId,
+    Config, ConsumerId, Event, Instant, JobAnswer, JobId, MessagingError, MessagingEvent, TaskId,
 };
 use cachearoo_tests::sim::{NetConfig, World};
 use serde_json::{json, Value};
@@ -563,7 +562,6 @@ fn consumer_dies_mid_job_producer_times_out_cleanly() {
     );
     assert!(w.clients[0].core.messaging_idle());
     assert_eq!(w.clients[0].core.pending_operations(), 0);
-    let _ = RequestId(0);
 }
 
 /// A consumer that was disconnected while another claimed, finished and

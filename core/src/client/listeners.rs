@@ -95,6 +95,28 @@ impl Listeners {
             .collect()
     }
 
+    /// The application's listeners an event on `bucket`/`key` is for, in
+    /// id order, split into those that asked for values and those that
+    /// did not.
+    pub(crate) fn matching_by_values(
+        &self,
+        bucket: &str,
+        key: &str,
+    ) -> (Vec<ListenerId>, Vec<ListenerId>) {
+        let mut with = Vec::new();
+        let mut without = Vec::new();
+        for (id, l) in &self.by_id {
+            if l.owner == Owner::App && l.subscription.matches(bucket, key) {
+                if l.send_values {
+                    with.push(*id);
+                } else {
+                    without.push(*id);
+                }
+            }
+        }
+        (with, without)
+    }
+
     /// The messaging endpoints an event on `bucket`/`key` is for.
     pub(crate) fn matching_internal(
         &self,

@@ -49,7 +49,7 @@ use crate::op::{ws_result, OpError, OpId, OpOptions, Operation};
 use crate::rest::{self, HttpResponse};
 use crate::rng::Prng;
 use crate::time::Instant;
-use crate::wire::{BinaryHeader, ClientMessage, ServerMessage, SignalEvent};
+use crate::wire::{BinaryHeader, ChangeEvent, ClientMessage, ServerMessage, SignalEvent};
 use listeners::{Listeners, Owner};
 use messaging::{InternalOp, Messaging};
 
@@ -668,9 +668,36 @@ impl Client {
                 for endpoint in self.listeners.matching_internal(&event.bucket, &event.key) {
                     self.messaging_on_event(now, endpoint, &event);
                 }
-                let listeners = self.listeners.matching(&event.bucket, &event.key);
-                if !listeners.is_empty() {
-                    self.events.push_back(Event::Change { listeners, event });
+                // `sendValues` is per connection: the server sends values
+                // when any listener asked, so listeners that did not ask get
+                // the event without (as a connection of their own would).
+                let (with, mut without) =
+                    self.listeners.matching_by_values(&event.bucket, &event.key);
+                if event.value.is_none() {
+                    without.extend(with);
+                    without.sort_unstable();
+                    if !without.is_empty() {
+                        self.events.push_back(Event::Change {
+                            listeners: without,
+                            event,
+                        });
+                    }
+                    return;
+                }
+                if !without.is_empty() {
+                    self.events.push_back(Event::Change {
+                        listeners: without,
+                        event: ChangeEvent {
+                            value: None,
+                            ..event.clone()
+                        },
+                    });
+                }
+                if !with.is_empty() {
+                    self.events.push_back(Event::Change {
+                        listeners: with,
+                        event,
+                    });
                 }
             }
             // Only replication clients receive dumps; we are not one.

@@ -99,8 +99,12 @@ pub enum Event {
         result: Result<Reply, OpError>,
     },
     /// A change, delete or signal event for these listeners.
+    ///
+    /// One frame from the server gives at most two of these, back to back:
+    /// one for the matching listeners that asked for values (the event as
+    /// received) and one for those that did not (its `value` removed).
     Change {
-        /// Every local listener whose bucket/key matches.
+        /// The matching local listeners this copy is for, in id order.
         listeners: Vec<ListenerId>,
         /// The event.
         event: ChangeEvent,
